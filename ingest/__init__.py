@@ -1,0 +1,1 @@
+"""VoxLedger ingest layer."""

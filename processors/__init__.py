@@ -1,0 +1,1 @@
+"""VoxLedger processors layer."""

@@ -1,0 +1,180 @@
+"""Settings: one frozen model read from voxledger.toml, with VOXLEDGER_* environment overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from voxledger.errors import ConfigError
+
+CONFIG_ENV_VAR = "VOXLEDGER_CONFIG"
+DEFAULT_CONFIG_FILE = "voxledger.toml"
+
+OPENAI_HOSTS = {"us": "api.openai.com", "eu": "eu.api.openai.com"}
+
+Region = Literal["us", "eu"]
+
+
+def hash_client_key(client_key: str) -> str:
+    """The form a tenant's client key is stored in: its SHA-256, hex."""
+    return hashlib.sha256(client_key.encode()).hexdigest()
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicSpec(_Frozen):
+    name: str
+    partitions: int = Field(4, ge=1)
+    # None keeps the broker's default; the raw topic holds PII, so it is kept briefly.
+    retention_ms: int | None = None
+
+
+class Topics(_Frozen):
+    raw: TopicSpec = TopicSpec(name="voxledger.events.raw", retention_ms=3 * 24 * 3600 * 1000)
+    redacted: TopicSpec = TopicSpec(name="voxledger.events.redacted", retention_ms=-1)
+    findings: TopicSpec = TopicSpec(name="voxledger.findings", retention_ms=-1)
+    costs: TopicSpec = TopicSpec(name="voxledger.costs", retention_ms=-1)
+    deadletter: TopicSpec = TopicSpec(name="voxledger.deadletter", retention_ms=-1)
+    replication_factor: int = Field(1, ge=1)
+
+    def all(self) -> list[TopicSpec]:
+        return [self.raw, self.redacted, self.findings, self.costs, self.deadletter]
+
+
+class Upstream(_Frozen):
+    """Where a tenant's sessions go, and where its real OpenAI key comes from (never the config)."""
+
+    url: str | None = None
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+
+    def api_key(self) -> SecretStr | None:
+        """The tenant's OpenAI key, read at use time; None when none is configured."""
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env)
+            if not value:
+                raise ConfigError(f"environment variable {self.api_key_env} is not set")
+            return SecretStr(value.strip())
+        if self.api_key_file:
+            try:
+                return SecretStr(self.api_key_file.read_text().strip())
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read API key file {self.api_key_file}: {exc.strerror}"
+                ) from None
+        return None
+
+
+class Tenant(_Frozen):
+    name: str
+    app: str
+    region: Region
+    client_key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    upstream: Upstream = Upstream()
+
+    def accepts(self, client_key: str) -> bool:
+        return hmac.compare_digest(hash_client_key(client_key), self.client_key_sha256)
+
+    def upstream_url(self) -> str:
+        """The Realtime endpoint base for this tenant: its own URL, else by region."""
+        return self.upstream.url or f"wss://{OPENAI_HOSTS[self.region]}/v1"
+
+
+class EmbeddedBroker(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    """Every setting VoxLedger reads; defaults hold no tenant, so no key is accepted by accident."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOXLEDGER_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    bootstrap_servers: str | None = None
+    data_dir: Path = Path(".voxledger")
+    topics: Topics = Topics()
+    broker: EmbeddedBroker = EmbeddedBroker()
+    tenants: tuple[Tenant, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_tenants(self) -> Settings:
+        names = [t.name for t in self.tenants]
+        if len(names) != len(set(names)):
+            raise ValueError("tenant names must be unique")
+        keys = [t.client_key_sha256 for t in self.tenants]
+        if len(keys) != len(set(keys)):
+            raise ValueError("two tenants share one client key")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which arrives as init values.
+        return env_settings, init_settings
+
+    def tenant_for_key(self, client_key: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.accepts(client_key)), None)
+
+    def tenant_named(self, name: str) -> Tenant:
+        for tenant in self.tenants:
+            if tenant.name == name:
+                return tenant
+        known = ", ".join(t.name for t in self.tenants) or "none configured"
+        raise ConfigError(f"unknown tenant {name!r} (known: {known})")
+
+
+def config_path() -> Path | None:
+    """The config file in use: $VOXLEDGER_CONFIG, else ./voxledger.toml, else none."""
+    explicit = os.environ.get(CONFIG_ENV_VAR)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV_VAR} points at {path}, which is not a file")
+        return path
+    local = Path(DEFAULT_CONFIG_FILE)
+    return local if local.is_file() else None
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read settings from `path` (or the file config_path() finds) and the environment."""
+    path = path or config_path()
+    values = _read_toml(path) if path else {}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = str(path) if path else "settings"
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+        for err in exc.errors(include_input=False)  # never echo values: they may be secrets
+    )
+    return f"invalid configuration in {where}: {problems}"

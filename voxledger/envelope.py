@@ -1,0 +1,162 @@
+"""Envelope v1: the versioned wrapper every captured Realtime event travels in."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import uuid6
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+
+from voxledger.errors import EnvelopeError
+
+ENVELOPE_VERSION = 1
+# A frame that is not a JSON object with a string `type` is carried under this type.
+UNPARSED_TYPE = "voxledger.unparsed"
+
+Direction = Literal["client", "server"]
+Source = Literal["proxy", "sideband", "import"]
+
+# PCM16 mono at 24 kHz is the Realtime default: 48 bytes per millisecond; G.711 is 8 kHz, 8-bit.
+PCM16_24K_BYTES_PER_MS = 48.0
+_BYTES_PER_MS = {"audio/pcmu": 8.0, "audio/pcma": 8.0, "g711_ulaw": 8.0, "g711_alaw": 8.0}
+
+
+def audio_bytes_per_ms(audio_format: str | None) -> float:
+    """Bytes per millisecond of a session's audio format (GA `audio/pcm` or beta `pcm16`...)."""
+    return _BYTES_PER_MS.get(audio_format or "", PCM16_24K_BYTES_PER_MS)
+
+
+def new_envelope_id() -> str:
+    """A unique, time-ordered id (UUIDv7)."""
+    return str(uuid6.uuid7())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """One Realtime frame as VoxLedger saw it; `payload` keeps every field of the event."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    v: Literal[1] = ENVELOPE_VERSION
+    envelope_id: str = Field(default_factory=new_envelope_id)
+    session_id: str
+    seq: int = Field(ge=0)
+    direction: Direction
+    type: str
+    observed_at: datetime = Field(default_factory=utc_now)
+    tenant: str | None = None
+    app: str | None = None
+    region: str | None = None
+    upstream_host: str | None = None
+    model: str | None = None
+    source: Source
+    payload: dict[str, Any]
+
+    @field_serializer("observed_at")
+    def _utc_micros(self, value: datetime) -> str:
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def key(self) -> bytes:
+        """The Kafka message key: all of a session's events land in one partition, in order."""
+        return self.session_id.encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> Envelope:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise EnvelopeError(_first_problem(exc)) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    err = exc.errors(include_input=False)[0]
+    where = ".".join(str(p) for p in err["loc"]) or "envelope"
+    return f"not a valid Envelope v1: {where}: {err['msg']}"
+
+
+def parse_frame(frame: str | bytes) -> tuple[str, dict[str, Any]]:
+    """A WebSocket frame → (event type, payload); frames that are not JSON events are kept raw."""
+    if isinstance(frame, bytes):
+        try:
+            text = frame.decode()
+        except UnicodeDecodeError:
+            return UNPARSED_TYPE, {
+                "raw_b64": base64.b64encode(frame).decode(),
+                "parse_error": "binary frame is not UTF-8 text",
+            }
+    else:
+        text = frame
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return UNPARSED_TYPE, {"raw_text": text, "parse_error": f"invalid JSON: {exc}"}
+    except RecursionError:
+        return UNPARSED_TYPE, {"raw_text": text, "parse_error": "invalid JSON: nested too deeply"}
+    if not isinstance(event, dict):
+        return UNPARSED_TYPE, {"raw_text": text, "parse_error": "JSON frame is not an object"}
+    if not isinstance(event.get("type"), str):
+        return UNPARSED_TYPE, {"raw_text": text, "parse_error": "event has no string `type`"}
+    return event["type"], event
+
+
+def audio_summary(b64: str, bytes_per_ms: float = PCM16_24K_BYTES_PER_MS) -> dict[str, Any]:
+    """What replaces base64 audio in an envelope: its size, length and fingerprint."""
+    try:
+        audio = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        audio = b64.encode()  # not base64: fingerprint the text as sent
+    return {
+        "bytes": len(audio),
+        "duration_ms": round(len(audio) / bytes_per_ms, 3),
+        "sha256": hashlib.sha256(audio).hexdigest(),
+    }
+
+
+# (event type, field) pairs whose string value is base64 audio, GA and beta names.
+_AUDIO_FIELDS = {
+    ("input_audio_buffer.append", "audio"),
+    ("response.output_audio.delta", "delta"),
+    ("response.audio.delta", "delta"),
+}
+
+
+def elide_audio(
+    payload: dict[str, Any], bytes_per_ms: float = PCM16_24K_BYTES_PER_MS
+) -> dict[str, Any]:
+    """A copy of the payload with every base64 audio string replaced by audio_summary()."""
+    event_type = payload.get("type")
+    out = dict(payload)
+    for etype, field in _AUDIO_FIELDS:
+        if event_type == etype and isinstance(out.get(field), str):
+            out[field] = audio_summary(out[field], bytes_per_ms)
+    item = out.get("item")
+    if isinstance(item, dict) and isinstance(item.get("content"), list):
+        out["item"] = {**item, "content": [_elide_part(p, bytes_per_ms) for p in item["content"]]}
+    return out
+
+
+def _elide_part(part: Any, bytes_per_ms: float) -> Any:
+    # Conversation items carry audio as content parts {type: input_audio|audio, audio: <base64>}.
+    if isinstance(part, dict) and isinstance(part.get("audio"), str):
+        return {**part, "audio": audio_summary(part["audio"], bytes_per_ms)}
+    return part
+
+
+@cache
+def envelope_schema() -> dict[str, Any]:
+    """The JSON Schema of Envelope v1, as shipped in voxledger/schemas/."""
+    text = resources.files("voxledger").joinpath("schemas/envelope-v1.schema.json").read_text()
+    return json.loads(text)

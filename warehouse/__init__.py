@@ -1,0 +1,1 @@
+"""VoxLedger warehouse layer."""
