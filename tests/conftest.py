@@ -26,7 +26,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Kafka-protocol broker (embedded tansu) on a free port; yields its bootstrap address."""
+    """A real Kafka-protocol broker (embedded tansu) on a free port; yields its address."""
     data_dir = tmp_path_factory.mktemp("broker")
     settings = Settings(data_dir=data_dir)
     state, _ = start_broker(settings, free_port())

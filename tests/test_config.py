@@ -89,8 +89,10 @@ def test_missing_key_env_is_a_clear_error(demo_env: Path, monkeypatch: pytest.Mo
     ("text", "message"),
     [
         ("data_dir = \n", "is not valid TOML"),
-        ("[[tenants]]\nname = 'x'\napp = 'a'\nregion = 'mars'\nclient_key_sha256 = '00'\n",
-         "tenants.0.region"),
+        (
+            "[[tenants]]\nname = 'x'\napp = 'a'\nregion = 'mars'\nclient_key_sha256 = '00'\n",
+            "tenants.0.region",
+        ),
         ("surprise = 1\n", "surprise: Extra inputs are not permitted"),
     ],
 )

@@ -140,6 +140,18 @@ class Settings(BaseSettings):
         raise ConfigError(f"unknown tenant {name!r} (known: {known})")
 
 
+def env_var_names(model: type[BaseModel] = Settings, prefix: str = "VOXLEDGER_") -> set[str]:
+    """Every environment variable the settings model reads (nested keys joined with "__")."""
+    names = {CONFIG_ENV_VAR} if model is Settings else set()
+    for field_name, field in model.model_fields.items():
+        name = f"{prefix}{field_name.upper()}"
+        names.add(name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= env_var_names(annotation, f"{name}__")
+    return names
+
+
 def config_path() -> Path | None:
     """The config file in use: $VOXLEDGER_CONFIG, else ./voxledger.toml, else none."""
     explicit = os.environ.get(CONFIG_ENV_VAR)
