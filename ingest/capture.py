@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from voxledger.ingest.scrub import scrub_event
-
 from voxledger.envelope import (
     Direction,
     Envelope,
@@ -19,6 +17,7 @@ from voxledger.envelope import (
     parse_frame,
     utc_now,
 )
+from voxledger.ingest.scrub import scrub_event
 
 SESSION_OPENED = "voxledger.session.opened"
 SESSION_CLOSED = "voxledger.session.closed"

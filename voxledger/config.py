@@ -78,6 +78,7 @@ class Tenant(_Frozen):
     name: str
     app: str
     region: Region
+    language: str | None = None  # transcripts' language (en, es, fr, de, ja); else detected
     client_key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     upstream: Upstream = Upstream()
 
@@ -94,6 +95,26 @@ class EmbeddedBroker(_Frozen):
     port: int = Field(9092, ge=1, le=65535)
 
 
+class ProxySettings(_Frozen):
+    """Limits of the capture proxy (`voxledger proxy`); each breach closes with a clear reason."""
+
+    max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # Realtime audio appends reach 15 MiB
+    max_sessions_per_tenant: int = Field(200, ge=1)
+    idle_timeout_s: float = Field(600.0, gt=0)
+    spool_max_bytes: int = Field(1024**3, ge=1)  # beyond this, new sessions are refused
+
+
+class ProcessorSettings(_Frozen):
+    """The stream processors (`voxledger processors`)."""
+
+    # HMAC key for per-session pseudonyms; without one, a key is generated under the data dir.
+    pseudonym_secret: SecretStr | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)  # worker i serves on metrics_port + i
+    session_timeout_s: float = Field(6.0, gt=0)  # consumer-group session timeout
+    commit_interval_s: float = Field(1.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every setting VoxLedger reads; defaults hold no tenant, so no key is accepted by accident."""
 
@@ -106,6 +127,8 @@ class Settings(BaseSettings):
     topics: Topics = Topics()
     broker: EmbeddedBroker = EmbeddedBroker()
     tenants: tuple[Tenant, ...] = ()
+    proxy: ProxySettings = ProxySettings()
+    processors: ProcessorSettings = ProcessorSettings()
 
     @model_validator(mode="after")
     def _unique_tenants(self) -> Settings:
