@@ -12,7 +12,14 @@ from voxledger.errors import VoxLedgerError
 
 # Subcommands living in the layers, imported only when used so `voxledger --help` stays fast.
 LAYER_COMMANDS: dict[str, str] = {
+    "proxy": "voxledger.ingest.proxy_cli:command",
     "simulate-upstream": "voxledger.ingest.simulator.cli:command",
+    "import": "voxledger.ingest.commands:import_command",
+    "attach": "voxledger.ingest.commands:attach_command",
+    "loadgen": "voxledger.ingest.commands:loadgen_command",
+    "redact": "voxledger.processors.redaction_cli:redact_command",
+    "eval": "voxledger.processors.redaction_cli:eval_group",
+    "processors": "voxledger.processors.cli:command",
 }
 
 
