@@ -17,7 +17,7 @@ from jsonschema.exceptions import best_match
 from voxledger.config import Settings, Tenant
 from voxledger.envelope import UNPARSED_TYPE, Direction, Envelope, envelope_schema, parse_frame
 from voxledger.errors import BrokerError, TopicError, VoxLedgerError
-from voxledger.ingest.capture import SessionCapture, SessionContext
+from voxledger.ingest.capture import SESSION_CLOSED, SessionCapture, SessionContext
 from voxledger.kafka import bootstrap_servers, producer_config
 from voxledger.topics import list_topic_partitions
 
@@ -152,6 +152,8 @@ class FileSummary:
     republished: int = 0  # lines that already were envelopes
 
     def count(self, envelope: Envelope) -> None:
+        if envelope.type == SESSION_CLOSED:  # our end-of-session marker, not a logged event
+            return
         self.sessions[envelope.session_id] = self.sessions.get(envelope.session_id, 0) + 1
         self.events += 1
         self.parse_errors += "parse_error" in envelope.payload
@@ -389,7 +391,7 @@ class _SessionSplitter:
         if current is not None and current == new_id:
             return  # the same greeting logged twice: one session, seq keeps counting
         if current is not None or self.held_server_event:
-            self.capture.flush()
+            self._end_session()
             self.capture = self._new_capture()
             self.held_server_event = False
         self.capture.fallback_session_id = f"{self.file_session_id}-{self.opened}"
@@ -401,6 +403,14 @@ class _SessionSplitter:
         self.capture.event(direction, UNPARSED_TYPE, payload)
 
     def finish(self) -> None:
+        self._end_session()
+
+    def _end_session(self) -> None:
+        # Downstream finalises a session (held deltas, verdicts, cost summaries) on this marker.
+        if self.capture.next_seq:
+            events = self.capture.next_seq
+            marker = {"type": SESSION_CLOSED, "reason": "end of log", "events": events}
+            self.capture.event("client", SESSION_CLOSED, marker)
         self.capture.flush()
 
 

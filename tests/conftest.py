@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from voxledger.broker import start_broker, stop_broker
 from voxledger.config import Settings, load_settings
@@ -16,12 +16,6 @@ from voxledger.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "examples" / "voxledger.toml"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import free_port
+from helpers import free_port
 
 from voxledger.cli import cli
 

@@ -113,6 +113,8 @@ class ProcessorSettings(_Frozen):
     metrics_port: int = Field(9464, ge=0, le=65535)  # worker i serves on metrics_port + i
     session_timeout_s: float = Field(6.0, gt=0)  # consumer-group session timeout
     commit_interval_s: float = Field(1.0, gt=0)
+    # A session silent this long has its held deltas released (redacted as assembled so far).
+    idle_release_s: float = Field(60.0, gt=0)
 
 
 class Settings(BaseSettings):

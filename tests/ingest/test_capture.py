@@ -5,10 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
+from voxledger.envelope import Envelope
 from voxledger.ingest.capture import SessionCapture, SessionContext
 from voxledger.ingest.scrub import SECRET, scrub_headers, scrub_query
-
-from voxledger.envelope import Envelope
 
 
 def capture(**kwargs) -> tuple[SessionCapture, list[Envelope]]:

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer
 from voxledger import cli as cli_module
 from voxledger.config import Settings
 from voxledger.envelope import UNPARSED_TYPE, envelope_schema
+from voxledger.ingest.capture import SESSION_CLOSED
 from voxledger.ingest.importer import event_direction, import_logs
 from voxledger.kafka import client_config
 
@@ -128,14 +129,17 @@ def test_messy_log_splits_sessions_and_keeps_bad_lines(pipeline_settings: Settin
     assert summary.session_ids == [orphan, "sess_MsY1aB2cD3eF4", f"{orphan}-2"]
     assert (summary.events, summary.parse_errors) == (17, 4)
 
-    sessions = by_session(read_raw(pipeline_settings, 17))
+    sessions = by_session(read_raw(pipeline_settings, 17 + 3))
     assert {sid: len(events) for sid, events in sessions.items()} == {
-        orphan: 2,
-        "sess_MsY1aB2cD3eF4": 10,
-        f"{orphan}-2": 5,
+        orphan: 2 + 1,
+        "sess_MsY1aB2cD3eF4": 10 + 1,
+        f"{orphan}-2": 5 + 1,
     }
     for events in sessions.values():
         assert [e["seq"] for e in events] == list(range(len(events)))
+        # Each imported session ends with a marker, so downstream can finalise it.
+        assert events[-1]["type"] == SESSION_CLOSED
+        assert events[-1]["payload"]["events"] == len(events) - 1
 
     first = sessions["sess_MsY1aB2cD3eF4"]
     assert [(e["type"], e["direction"]) for e in first] == [
@@ -149,6 +153,7 @@ def test_messy_log_splits_sessions_and_keeps_bad_lines(pipeline_settings: Settin
         ("input_audio_buffer.noise_reduced", "server"),  # unknown, event_id, past tense
         (UNPARSED_TYPE, "server"),  # not UTF-8
         ("response.done", "server"),
+        (SESSION_CLOSED, "client"),
     ]
     assert first[3]["payload"]["raw_text"].startswith("{ type: 'response.created'")
     assert first[6]["payload"]["parse_error"].startswith("invalid JSON")
@@ -163,6 +168,7 @@ def test_messy_log_splits_sessions_and_keeps_bad_lines(pipeline_settings: Settin
         (UNPARSED_TYPE, "client"),
         ("error", "server"),
         ("response.cancel", "client"),
+        (SESSION_CLOSED, "client"),
     ]
 
 
@@ -171,12 +177,12 @@ def test_envelope_lines_are_republished_unchanged(pipeline_settings: Settings) -
     summary = import_logs(pipeline_settings, [EXPORTED, EXPORTED])
     assert (summary.events, summary.parse_errors) == (10, 2)
 
-    envelopes = read_raw(pipeline_settings, 10)
+    envelopes = read_raw(pipeline_settings, 10 + 2)
     exported = [json.loads(line) for line in lines[:4]]
     kept = [e for e in envelopes if e["session_id"] == "sess_ExP0rt3d9"]
     assert kept == exported + exported  # same envelope_id, source and all, both times
     broken = [e for e in envelopes if e["session_id"] == "import-exported_envelopes.jsonl"]
-    assert len(broken) == 2 and {e["type"] for e in broken} == {UNPARSED_TYPE}
+    assert [e["type"] for e in broken] == [UNPARSED_TYPE, SESSION_CLOSED] * 2
     # The model would take it; the JSON Schema, which consumers rely on, does not.
     assert broken[0]["payload"]["parse_error"].startswith("not a valid Envelope v1: envelope_id")
     assert broken[0]["source"] == "import"

@@ -1,0 +1,49 @@
+"""Test helpers: free ports, and reading topics from the start without a consumer group."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from voxledger.config import Settings
+from voxledger.kafka import client_config
+
+DEADLINE_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    until: Callable[[list[Any]], bool] | int,
+    decode: Callable[[bytes], Any] = json.loads,
+    deadline_s: float = DEADLINE_S,
+) -> list[Any]:
+    """Decoded messages of every partition of `topic`, until a count or `until(found)` holds.
+
+    Returns what arrived by the deadline; the caller asserts on it.
+    """
+    done = (lambda found: len(found) >= until) if isinstance(until, int) else until
+    consumer = Consumer(client_config(settings, **{"group.id": "unused", "log_level": 0}))
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    found: list[Any] = []
+    deadline = time.monotonic() + deadline_s
+    try:
+        while not done(found) and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                found.append(decode(message.value()))
+    finally:
+        consumer.close()
+    return found

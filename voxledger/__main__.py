@@ -1,0 +1,5 @@
+"""`python -m voxledger`: the same as the `voxledger` command."""
+
+from voxledger.cli import main
+
+main()
