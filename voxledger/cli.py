@@ -169,15 +169,22 @@ def config_hash_key(client_key: str) -> None:
 
 @cli.command()
 @click.option(
+    "--sessions",
+    type=click.IntRange(1),
+    default=15,
+    show_default=True,
+    help="Scripted calls to place: the scenario library in turn, plus one EU call.",
+)
+@click.option(
     "--exit-when-done/--serve",
     default=False,
     help="Stop everything once the run is over instead of serving until Ctrl-C.",
 )
-def demo(exit_when_done: bool) -> None:
+def demo(sessions: int, exit_when_done: bool) -> None:
     """Run the main job end to end on the embedded default."""
     from voxledger.demo import run_demo
 
-    run_demo(settings(), serve=not exit_when_done)
+    run_demo(settings(), sessions=sessions, serve=not exit_when_done)
 
 
 def main() -> None:
