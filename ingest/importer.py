@@ -19,6 +19,7 @@ from voxledger.envelope import UNPARSED_TYPE, Direction, Envelope, envelope_sche
 from voxledger.errors import BrokerError, TopicError, VoxLedgerError
 from voxledger.ingest.capture import SESSION_CLOSED, SessionCapture, SessionContext
 from voxledger.kafka import bootstrap_servers, producer_config
+from voxledger.realtime import CLIENT_EVENT_TYPES, SERVER_EVENT_TYPES
 from voxledger.topics import list_topic_partitions
 
 __all__ = [
@@ -31,84 +32,6 @@ __all__ = [
     "import_logs",
     "session_id_from_file",
 ]
-
-# Client → OpenAI event types, GA and beta (reference: realtime-api.md).
-CLIENT_EVENT_TYPES = frozenset(
-    {
-        "session.update",
-        "input_audio_buffer.append",
-        "input_audio_buffer.commit",
-        "input_audio_buffer.clear",
-        "output_audio_buffer.clear",
-        "conversation.item.create",
-        "conversation.item.retrieve",
-        "conversation.item.truncate",
-        "conversation.item.delete",
-        "response.create",
-        "response.cancel",
-        "transcription_session.update",
-    }
-)
-
-# OpenAI → client event types: the 46 GA names plus the beta generation's.
-SERVER_EVENT_TYPES = frozenset(
-    {
-        "session.created",
-        "session.updated",
-        "conversation.created",
-        "conversation.item.created",
-        "conversation.item.added",
-        "conversation.item.done",
-        "conversation.item.retrieved",
-        "conversation.item.truncated",
-        "conversation.item.deleted",
-        "conversation.item.input_audio_transcription.delta",
-        "conversation.item.input_audio_transcription.completed",
-        "conversation.item.input_audio_transcription.failed",
-        "conversation.item.input_audio_transcription.segment",
-        "input_audio_buffer.speech_started",
-        "input_audio_buffer.speech_stopped",
-        "input_audio_buffer.committed",
-        "input_audio_buffer.cleared",
-        "input_audio_buffer.timeout_triggered",
-        "input_audio_buffer.dtmf_event_received",
-        "output_audio_buffer.started",
-        "output_audio_buffer.stopped",
-        "output_audio_buffer.cleared",
-        "response.created",
-        "response.done",
-        "response.output_item.added",
-        "response.output_item.done",
-        "response.content_part.added",
-        "response.content_part.done",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.output_audio.delta",
-        "response.output_audio.done",
-        "response.output_audio_transcript.delta",
-        "response.output_audio_transcript.done",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.done",
-        "response.mcp_call_arguments.delta",
-        "response.mcp_call_arguments.done",
-        "response.mcp_call.in_progress",
-        "response.mcp_call.completed",
-        "response.mcp_call.failed",
-        "mcp_list_tools.in_progress",
-        "mcp_list_tools.completed",
-        "mcp_list_tools.failed",
-        "rate_limits.updated",
-        "error",
-        # beta (gpt-4o-realtime-preview) names
-        "response.text.delta",
-        "response.text.done",
-        "response.audio.delta",
-        "response.audio.done",
-        "response.audio_transcript.delta",
-        "response.audio_transcript.done",
-        "transcription_session.updated",
-    }
-)
 
 # The last word of a server event's type reports something that happened or is streaming.
 _SERVER_WORDS = frozenset({"delta", "done", "in_progress", "segment", "error"})

@@ -28,9 +28,12 @@ def read_topic(
     until: Callable[[list[Any]], bool] | int,
     decode: Callable[[bytes], Any] = json.loads,
     deadline_s: float = DEADLINE_S,
+    *,
+    keyed: bool = False,
 ) -> list[Any]:
     """Decoded messages of every partition of `topic`, until a count or `until(found)` holds.
 
+    With `keyed`, each is a `(key, decoded value)` pair, for tests that check the message key.
     Returns what arrived by the deadline; the caller asserts on it.
     """
     done = (lambda found: len(found) >= until) if isinstance(until, int) else until
@@ -43,7 +46,8 @@ def read_topic(
         while not done(found) and time.monotonic() < deadline:
             message = consumer.poll(0.2)
             if message is not None and not message.error():
-                found.append(decode(message.value()))
+                value = decode(message.value())
+                found.append((message.key(), value) if keyed else value)
     finally:
         consumer.close()
     return found

@@ -6,7 +6,7 @@ import hashlib
 import re
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import regex
 import yaml
@@ -15,23 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from voxledger.processors.redaction.exceptions import LexiconError
 
 # What the redactor replaces; every finding carries one of these types.
-ENTITY_TYPES = (
-    "PERSON",
-    "LOCATION",
-    "ADDRESS",
-    "PHONE_NUMBER",
-    "EMAIL_ADDRESS",
-    "CREDIT_CARD",
-    "US_SSN",
-    "IBAN_CODE",
-    "VIN",
-    "DATE_OF_BIRTH",
-    "ACCOUNT_NUMBER",
-    "SECURITY_CODE",
-    "IP_ADDRESS",
-    "ES_NIF",
-    "ES_NIE",
-)
 EntityType = Literal[
     "PERSON",
     "LOCATION",
@@ -49,7 +32,9 @@ EntityType = Literal[
     "ES_NIF",
     "ES_NIE",
 ]
-LANGUAGES = ("en", "es", "fr", "de", "ja")
+ENTITY_TYPES: tuple[str, ...] = get_args(EntityType)
+Language = Literal["en", "es", "fr", "de", "ja"]
+LANGUAGES: tuple[str, ...] = get_args(Language)
 FLAGS = regex.VERBOSE | regex.UNICODE | regex.IGNORECASE
 _PLACEHOLDER = regex.compile(r"\{\{(\w+)\}\}")
 
@@ -114,7 +99,7 @@ class Pattern(_Strict):
 class Lexicon(_Strict):
     """Everything language-specific the speech recognizers know, for one language."""
 
-    language: Literal["en", "es", "fr", "de", "ja"]
+    language: Language
     ner_model: str | None = None
     phone_region: str
     word_boundaries: bool = True

@@ -14,25 +14,11 @@ from voxledger.envelope import Envelope
 from voxledger.processors.redaction._engine import RedactedText, Redactor
 from voxledger.processors.redaction._pseudonyms import Pseudonyms
 from voxledger.processors.redaction._session import SessionRedactor
+from voxledger.realtime import CLIENT_EVENT_TYPES
 
 # Plain Realtime events (not envelopes) in one input are treated as one session.
 PLAIN_SESSION = "plain-events"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Client events per the Realtime reference; every other type comes from the server.
-_CLIENT_EVENTS = {
-    "session.update",
-    "transcription_session.update",
-    "input_audio_buffer.append",
-    "input_audio_buffer.commit",
-    "input_audio_buffer.clear",
-    "output_audio_buffer.clear",
-    "conversation.item.create",
-    "conversation.item.retrieve",
-    "conversation.item.truncate",
-    "conversation.item.delete",
-    "response.create",
-    "response.cancel",
-}
 
 
 def redact_lines(
@@ -155,7 +141,8 @@ def _parse(line: str) -> Envelope | dict[str, Any] | str:
 
 
 def _wrap(event: dict[str, Any], index: int) -> Envelope:
-    direction = "client" if event["type"] in _CLIENT_EVENTS else "server"
+    # Known client types (GA and beta) went to OpenAI; every other type came from it.
+    direction = "client" if event["type"] in CLIENT_EVENT_TYPES else "server"
     return Envelope(
         envelope_id=f"line-{index}",
         session_id=PLAIN_SESSION,

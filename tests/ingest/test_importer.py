@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from click.testing import CliRunner
-from confluent_kafka import Consumer
+from helpers import read_topic
 
-from voxledger import cli as cli_module
+from voxledger.cli import cli
 from voxledger.config import Settings
 from voxledger.envelope import UNPARSED_TYPE, envelope_schema
 from voxledger.ingest.capture import SESSION_CLOSED
 from voxledger.ingest.importer import event_direction, import_logs
-from voxledger.kafka import client_config
 
 LOGS = Path(__file__).resolve().parent.parent / "data" / "realtime_logs"
 GA_LOG = LOGS / "ga_support_call.jsonl"
@@ -28,34 +25,14 @@ EXPORTED = LOGS / "exported_envelopes.jsonl"
 VALIDATOR = jsonschema.Draft202012Validator(envelope_schema())
 
 
-def read_raw(settings: Settings, count: int, deadline_s: float = 30.0) -> list[dict[str, Any]]:
+def read_raw(settings: Settings, count: int) -> list[dict[str, Any]]:
     """The first `count` messages of the raw topic (fewer if the deadline passes), validated."""
-    consumer = Consumer(
-        client_config(
-            settings,
-            **{
-                "group.id": f"test-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-                "enable.auto.commit": False,
-            },
-        )
-    )
-    consumer.subscribe([settings.topics.raw.name])
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + deadline_s
-    try:
-        while len(found) < count and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            envelope = json.loads(message.value())
-            VALIDATOR.validate(envelope)
-            assert message.key() == envelope["session_id"].encode()
-            found.append(envelope)
-    finally:
-        consumer.close()
-    return found
+    envelopes = []
+    for key, envelope in read_topic(settings, settings.topics.raw.name, count, keyed=True):
+        VALIDATOR.validate(envelope)
+        assert key == envelope["session_id"].encode()
+        envelopes.append(envelope)
+    return envelopes
 
 
 def by_session(envelopes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -70,11 +47,7 @@ def log_types(path: Path) -> list[str]:
 
 
 def invoke(*args: str):
-    # Registered as the lead will register it, so errors take the real CLI path (exit 2).
-    commands = {**cli_module.LAYER_COMMANDS, "import": "voxledger.ingest.commands:import_command"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli_module, "LAYER_COMMANDS", commands)
-        return CliRunner().invoke(cli_module.cli, list(args))
+    return CliRunner().invoke(cli, list(args))
 
 
 def test_ga_log_is_one_ordered_session(pipeline_settings: Settings) -> None:

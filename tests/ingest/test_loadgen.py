@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from voxledger import cli as cli_module
+from voxledger.cli import cli
 from voxledger.ingest.loadgen import generate_load, resolve_scenarios
 from voxledger.ingest.simulator import start_simulator
 
@@ -37,10 +37,7 @@ def simulator_url() -> Iterator[str]:
 
 
 def invoke(*args: str):
-    commands = {**cli_module.LAYER_COMMANDS, "loadgen": "voxledger.ingest.commands:loadgen_command"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli_module, "LAYER_COMMANDS", commands)
-        return CliRunner().invoke(cli_module.cli, list(args))
+    return CliRunner().invoke(cli, list(args))
 
 
 def test_two_fast_sessions_through_the_library(simulator_url: str) -> None:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
-import time
-import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from helpers import free_port, read_topic
 
 from voxledger.config import ProxySettings, Settings
 from voxledger.envelope import Envelope
 from voxledger.ingest.publisher import Publisher
-from voxledger.kafka import client_config
 
 DEADLINE_S = 30.0
 
@@ -40,29 +35,7 @@ def envelopes(count: int, sessions: int = 3) -> list[Envelope]:
 
 
 def read_raw(settings: Settings, count: int) -> list[dict]:
-    topic = settings.topics.raw.name
-    consumer = Consumer(
-        client_config(
-            settings,
-            **{
-                "group.id": f"test-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-            },
-        )
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    out: list[dict] = []
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                out.append(json.loads(message.value()))
-    finally:
-        consumer.close()
-    return out
+    return read_topic(settings, settings.topics.raw.name, count, deadline_s=DEADLINE_S)
 
 
 def assert_in_order_once(received: list[dict], sent: list[Envelope]) -> None:
@@ -73,9 +46,7 @@ def assert_in_order_once(received: list[dict], sent: list[Envelope]) -> None:
 
 
 def dead_broker(settings: Settings) -> Settings:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     return settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{port}"})
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -11,18 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 from click.testing import CliRunner
-from confluent_kafka import Consumer
+from helpers import read_topic
 
-from voxledger import cli as cli_module
+from voxledger.cli import cli
 from voxledger.config import Settings
 from voxledger.envelope import envelope_schema
 from voxledger.ingest.capture import SESSION_CLOSED, SESSION_OPENED
 from voxledger.ingest.scenario_client import run_scenario
 from voxledger.ingest.sideband import attach_call, sideband_url
 from voxledger.ingest.simulator import parse_scenario, start_simulator
-from voxledger.kafka import client_config
 
 VALIDATOR = jsonschema.Draft202012Validator(envelope_schema())
 DEADLINE_S = 30.0
@@ -42,35 +39,14 @@ CALL = parse_scenario(
 )
 
 
-def read_raw_until(
-    settings: Settings, done: Callable[[list[dict[str, Any]]], bool]
+def read_raw(
+    settings: Settings, until: Callable[[list[dict[str, Any]]], bool] | int
 ) -> list[dict[str, Any]]:
-    """Raw-topic envelopes from the start until `done(envelopes)` holds or the deadline passes."""
-    consumer = Consumer(
-        client_config(
-            settings,
-            **{
-                "group.id": f"test-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-                "enable.auto.commit": False,
-            },
-        )
-    )
-    consumer.subscribe([settings.topics.raw.name])
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while not done(found) and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            envelope = json.loads(message.value())
-            VALIDATOR.validate(envelope)
-            found.append(envelope)
-    finally:
-        consumer.close()
-    return found
+    """Raw-topic envelopes from the start until a count or `until(envelopes)` holds, validated."""
+    envelopes = read_topic(settings, settings.topics.raw.name, until, deadline_s=DEADLINE_S)
+    for envelope in envelopes:
+        VALIDATOR.validate(envelope)
+    return envelopes
 
 
 def has_event(event_id: str) -> Callable[[list[dict[str, Any]]], bool]:
@@ -128,7 +104,7 @@ async def attach_to_a_running_call(settings: Settings, call_id: str) -> tuple[An
         result = await asyncio.wait_for(caller, 60)
         assert result.completed, result.aborted
         last = result.events[-1]["event_id"]
-        await asyncio.to_thread(read_raw_until, settings, has_event(last))
+        await asyncio.to_thread(read_raw, settings, has_event(last))
         stop.set()
         summary = await asyncio.wait_for(attach, DEADLINE_S)
     finally:
@@ -143,7 +119,7 @@ def test_attach_publishes_a_running_calls_events(pipeline_settings: Settings) ->
     assert summary.ended_by == "a stop request"
     assert summary.session_id == call_id  # joined mid-call: no session.created, so the call id
     assert summary.undelivered == 0
-    envelopes = read_raw_until(pipeline_settings, lambda found: len(found) >= summary.events)
+    envelopes = read_raw(pipeline_settings, summary.events)
     assert len(envelopes) == summary.events
     assert {(e["source"], e["session_id"]) for e in envelopes} == {("sideband", call_id)}
     assert [e["seq"] for e in envelopes] == list(range(len(envelopes)))
@@ -166,7 +142,7 @@ async def attach_first(settings: Settings, call_id: str) -> tuple[list[dict[str,
             attach_call(settings, call_id, upstream_url=f"{simulator.url}/")
         )
         found = await asyncio.to_thread(
-            read_raw_until,
+            read_raw,
             settings,
             lambda found: any(e["type"] == "session.created" for e in found),
         )
@@ -188,10 +164,7 @@ def test_session_id_comes_from_session_created(pipeline_settings: Settings) -> N
 
 
 def invoke(*args: str):
-    commands = {**cli_module.LAYER_COMMANDS, "attach": "voxledger.ingest.commands:attach_command"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli_module, "LAYER_COMMANDS", commands)
-        return CliRunner().invoke(cli_module.cli, list(args))
+    return CliRunner().invoke(cli, list(args))
 
 
 def test_unreachable_upstream_is_a_clear_error(pipeline_settings: Settings) -> None:
