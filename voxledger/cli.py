@@ -20,6 +20,7 @@ LAYER_COMMANDS: dict[str, str] = {
     "redact": "voxledger.processors.redaction_cli:redact_command",
     "eval": "voxledger.processors.redaction_cli:eval_group",
     "processors": "voxledger.processors.cli:command",
+    "policy": "voxledger.processors.policy_cli:policy_group",
 }
 
 
