@@ -45,6 +45,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         web_enabled=False,
         table_standby_replicas=0,
+        # Agents hold inputs unacknowledged on purpose (open sessions, held deltas); waiting
+        # for every ack would hang shutdown and rebalances. Replays are idempotent.
+        stream_wait_empty=False,
     )
     _track_lag(app)
     return app

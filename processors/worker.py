@@ -12,6 +12,8 @@ import faust
 from voxledger.config import Settings
 from voxledger.processors.app import create_app
 from voxledger.processors.metrics import serve_metrics
+from voxledger.processors.policy import load_policy
+from voxledger.processors.policy_agent import PolicyAgent
 from voxledger.processors.redact_agent import RedactAgent, pseudonym_secret
 from voxledger.processors.redaction import Redactor
 
@@ -23,7 +25,9 @@ def run_worker(settings: Settings, worker_index: int = 0, loglevel: str = "info"
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # logs every call at INFO
     redactor = Redactor()  # loads the language models once, before joining the group
     app = create_app(settings)
+    topics = settings.topics
     RedactAgent(settings, redactor, pseudonym_secret(settings)).register(app)
+    PolicyAgent(settings, load_policy()).register(app, topics.redacted, topics.findings)
     metrics_port = settings.processors.metrics_port
     serve_metrics(
         settings.processors.metrics_host, metrics_port + worker_index if metrics_port else 0

@@ -85,12 +85,19 @@ def processors(pipeline_settings: Settings, tmp_path: Path, monkeypatch) -> Iter
         runner.process.wait()
 
 
-async def call_through_proxy(settings: Settings, scenario: str) -> None:
+async def call_through_proxy(
+    settings: Settings, *scenarios: str, api_key: str = "vx-demo-us"
+) -> list[str]:
+    """Place each scripted call through a real proxy; the session ids, in order."""
     simulator = await start_simulator(fast=True)
     proxy = await start_proxy(settings, upstream_url=simulator.url)
     try:
-        result = await run_scenario(scenario, base_url=proxy.url, api_key="vx-demo-us")
-        assert result.completed, result.errors
+        session_ids = []
+        for scenario in scenarios:
+            result = await run_scenario(scenario, base_url=proxy.url, api_key=api_key)
+            assert result.completed, result.errors
+            session_ids.append(result.session_id)
+        return session_ids
     finally:
         await proxy.close()
         await simulator.close()
@@ -175,3 +182,34 @@ def test_restart_after_kill_reprocesses_to_the_same_outputs(
     assert set(by_id) == expected  # nothing lost
     # A replayed envelope is byte-identical to its first rendering: sinks can dedupe by id.
     assert all(len(renderings) == 1 for renderings in by_id.values())
+
+
+def test_policy_agent_gives_each_session_a_verdict(
+    pipeline_settings: Settings, processors: Processors
+) -> None:
+    settings = pipeline_settings
+    processors.start()
+    honest, denying = asyncio.run(
+        call_through_proxy(settings, "support_disclosure_en", "denies_ai_en")
+    )
+    (eu_call,) = asyncio.run(call_through_proxy(settings, "eu_wrong_host_en", api_key="vx-demo-eu"))
+    records = read_topic(
+        settings,
+        settings.topics.findings.name,
+        lambda found: sum(r["kind"] == "verdict" for r in found) >= 3,
+    )
+    verdicts = {r["session_id"]: r for r in records if r["kind"] == "verdict"}
+    assert verdicts[honest]["verdict"] == "pass", verdicts[honest]
+    assert verdicts[denying]["verdict"] == "fail"
+    assert {"ai_disclosure", "no_human_claim"} <= set(verdicts[denying]["deciding_rules"])
+    # The EU tenant's call went to the simulator's host, not eu.api.openai.com.
+    assert verdicts[eu_call]["verdict"] == "fail"
+    assert "eu_residency" in verdicts[eu_call]["deciding_rules"]
+    assert verdicts[eu_call]["region"] == "eu"
+    findings = [r for r in records if r["kind"] == "finding"]
+    assert {f["rule_id"] for f in findings if f["session_id"] == denying} >= {
+        "ai_disclosure",
+        "no_human_claim",
+    }
+    for finding in findings:  # traceable: every finding names its policy and evidence
+        assert finding["policy_version"] and finding["evidence"]
