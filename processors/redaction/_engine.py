@@ -184,6 +184,7 @@ class Redactor:
         self.score_threshold = score_threshold
         self.shared = load_shared()
         self.json_keys = self.shared.entity_by_json_key()
+        self.never_pii = frozenset(word.lower() for word in self.shared.never_pii)
         self._common = {lang: self._common_words(lx) for lang, lx in self.lexicons.items()}
         engine = _Pipelines(self.pipelines)
         registry = RecognizerRegistry(
@@ -349,6 +350,8 @@ class Redactor:
                 continue
             if all(t.lower_ in common or not t.is_alpha for t in ent):
                 continue  # "Hi", "Thanks", "Okay": capitalised, but no name
+            if ent.text.lower() in self.never_pii:
+                continue  # "AI" taken for a place would hide a disclosure
             kept.append(SpacySpan(doc, ent.start, ent.end, label=label))
         return kept
 

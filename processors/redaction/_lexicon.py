@@ -127,6 +127,7 @@ class Shared(_Strict):
     """Word lists every language uses (data/shared.yaml)."""
 
     email_tlds: list[str] = Field(min_length=1)
+    never_pii: list[str] = []
     json_keys: dict[EntityType, list[str]]
 
     def entity_by_json_key(self) -> dict[str, str]:

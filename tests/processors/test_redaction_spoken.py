@@ -155,6 +155,12 @@ def test_spoken_pii_is_found_whole(
         ("fr", "Nous vous rembourserons cinquante euros."),
         ("de", "Ich bin Kunde seit zehn Jahren."),
         ("ja", "お客様、少々お待ちください。"),
+        # AI disclosures must survive redaction, or the policy cannot see them.
+        ("en", "Hi, I'm an AI assistant for Acme support. How can I help today?"),
+        ("en", "Yes, I'm an AI, not a person."),
+        ("es", "Hola, soy un asistente virtual de IA."),
+        ("fr", "Bonjour, je suis une assistante virtuelle, une IA."),
+        ("de", "Hallo, ich bin ein KI-Assistent."),
     ],
 )
 def test_tricky_non_pii_is_left_alone(redactor: Redactor, language: str, text: str) -> None:
