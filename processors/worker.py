@@ -11,6 +11,8 @@ import faust
 
 from voxledger.config import Settings
 from voxledger.processors.app import create_app
+from voxledger.processors.cost import load_catalog
+from voxledger.processors.cost_agent import CostAgent
 from voxledger.processors.metrics import serve_metrics
 from voxledger.processors.policy import load_policy
 from voxledger.processors.policy_agent import PolicyAgent
@@ -28,6 +30,7 @@ def run_worker(settings: Settings, worker_index: int = 0, loglevel: str = "info"
     topics = settings.topics
     RedactAgent(settings, redactor, pseudonym_secret(settings)).register(app)
     PolicyAgent(settings, load_policy()).register(app, topics.redacted, topics.findings)
+    CostAgent(settings, load_catalog()).register(app, topics.redacted, topics.costs)
     metrics_port = settings.processors.metrics_port
     serve_metrics(
         settings.processors.metrics_host, metrics_port + worker_index if metrics_port else 0

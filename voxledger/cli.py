@@ -21,6 +21,8 @@ LAYER_COMMANDS: dict[str, str] = {
     "eval": "voxledger.processors.redaction_cli:eval_group",
     "processors": "voxledger.processors.cli:command",
     "policy": "voxledger.processors.policy_cli:policy_group",
+    "cost": "voxledger.processors.cost_cli:cost_command",
+    "prices": "voxledger.processors.cost_cli:prices_group",
 }
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
@@ -213,3 +214,17 @@ def test_policy_agent_gives_each_session_a_verdict(
     }
     for finding in findings:  # traceable: every finding names its policy and evidence
         assert finding["policy_version"] and finding["evidence"]
+
+    # The cost agent read the same sessions: a priced record per response, a summary each.
+    costs = read_topic(
+        settings,
+        settings.topics.costs.name,
+        lambda found: sum(r["kind"] == "session_summary" for r in found) >= 3,
+    )
+    summaries = {r["session_id"]: r for r in costs if r["kind"] == "session_summary"}
+    assert set(summaries) == {honest, denying, eu_call}
+    responses = [r for r in costs if r["kind"] == "response" and r["session_id"] == honest]
+    assert len(responses) == len(summaries[honest]["responses"]) >= 4
+    assert all(r["price_entry"] and r["cost_usd"] for r in responses)
+    total = sum(Decimal(r["cost_usd"]) for r in responses)
+    assert Decimal(summaries[honest]["total_usd"]) >= total > 0

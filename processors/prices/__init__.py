@@ -1,0 +1,1 @@
+"""The versioned price catalog (catalog.yaml), data validated by voxledger.processors.cost."""
