@@ -154,7 +154,14 @@ def _place_calls(stack: Stack, sessions: int) -> None:
 def _report(settings: Settings, stack: Stack) -> None:
     """Wait until the processors caught up with the raw topic, then print each topic's count."""
     topics = settings.topics
-    counts = TopicCounts(settings, [topics.raw.name, topics.redacted.name, topics.deadletter.name])
+    names = [
+        topics.raw.name,
+        topics.redacted.name,
+        topics.findings.name,
+        topics.costs.name,
+        topics.deadletter.name,
+    ]
+    counts = TopicCounts(settings, names)
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     with click.progressbar(length=1, label="processing") as bar:
         while time.monotonic() < deadline:
