@@ -42,6 +42,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def format_observed_at(value: datetime) -> str:
+    """`observed_at` as envelopes carry it: UTC, microseconds, `Z`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class Envelope(BaseModel):
     """One Realtime frame as VoxLedger saw it; `payload` keeps every field of the event."""
 
@@ -64,7 +69,7 @@ class Envelope(BaseModel):
 
     @field_serializer("observed_at")
     def _utc_micros(self, value: datetime) -> str:
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_observed_at(value)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
