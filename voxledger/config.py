@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +75,14 @@ class Upstream(_Frozen):
         return None
 
 
+class Budgets(_Frozen):
+    """A tenant's spend limits in USD; crossing 80 % and 100 % of one raises a finding."""
+
+    daily_usd: Decimal | None = Field(None, gt=0)
+    monthly_usd: Decimal | None = Field(None, gt=0)
+    per_session_usd: Decimal | None = Field(None, gt=0)
+
+
 class Tenant(_Frozen):
     name: str
     app: str
@@ -81,6 +90,8 @@ class Tenant(_Frozen):
     language: str | None = None  # transcripts' language (en, es, fr, de, ja); else detected
     client_key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     upstream: Upstream = Upstream()
+    budgets: Budgets = Budgets()
+    policy_file: Path | None = None  # overrides layered on the default policy for this tenant
 
     def accepts(self, client_key: str) -> bool:
         return hmac.compare_digest(hash_client_key(client_key), self.client_key_sha256)
@@ -117,6 +128,37 @@ class ProcessorSettings(_Frozen):
     idle_release_s: float = Field(60.0, gt=0)
 
 
+class WarehouseSettings(_Frozen):
+    """The Parquet warehouse (`voxledger sink`, `sql`, `rebuild`, `erase`)."""
+
+    # A local directory or an object-storage URL (s3://bucket/prefix); default: data_dir/warehouse.
+    url: str | None = None
+    # The DuckDB file holding the views; default: data_dir/warehouse.duckdb.
+    database: Path | None = None
+    flush_interval_s: float = Field(2.0, gt=0)  # freshness: a batch is written at least this often
+    flush_max_rows: int = Field(50_000, ge=1)
+    # Object-storage options for pyarrow's S3FileSystem (endpoint_override, region...).
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+
+
+Role = Literal["finance", "compliance", "engineer", "admin"]
+
+
+class DashboardUser(_Frozen):
+    role: Role
+    password_bcrypt: str  # `voxledger dashboard hash-password` prints one
+
+
+class DashboardSettings(_Frozen):
+    """The Streamlit dashboard (`voxledger dashboard`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8501, ge=1, le=65535)
+    cache_ttl_s: float = Field(10.0, ge=0)
+    users: dict[str, DashboardUser] = {}
+
+
 class Settings(BaseSettings):
     """Every setting VoxLedger reads; defaults hold no tenant, so no key is accepted by accident."""
 
@@ -131,6 +173,8 @@ class Settings(BaseSettings):
     tenants: tuple[Tenant, ...] = ()
     proxy: ProxySettings = ProxySettings()
     processors: ProcessorSettings = ProcessorSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _unique_tenants(self) -> Settings:
