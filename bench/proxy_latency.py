@@ -21,10 +21,11 @@ capture. Frames of the two runs cannot be paired, so the added latency is the di
 the two distributions' percentiles (p50, p95, p99). The simulator is run without
 permessage-deflate, as the proxy runs, so both paths carry the same bytes.
 
-CPU. The proxy's user+system CPU time (from /proc/PID/stat) over the proxied run, divided by
-the run's wall time, is the share of one core it used. Less its idle use (sampled for 2 s
-before each run) and divided by the frames it relayed per second (both directions, in
-thousands), it gives % of a core per 1k frames/s.
+CPU. The proxy's user+system CPU time (from /proc/PID/stat, summed over the proxy and its
+child processes: it captures in a process of its own) over the proxied run, divided by the
+run's wall time, is the share of one core it used; "relay" is the relaying process alone.
+Less its idle use (sampled for 2 s before each run) and divided by the frames it relayed per
+second (both directions, in thousands), it gives % of a core per 1k frames/s.
 
 Saturation. The callers and the simulator share this process, and the broker and the proxy
 share the rest of the machine. A row is flagged "host saturated" when this process used over
@@ -207,9 +208,11 @@ class ProxyProcess:
             )
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+        """CPU time of the proxy and every process under it (the capture process)."""
+        return sum(_cpu_seconds(pid) for pid in _process_tree(self.process.pid))
+
+    def relay_cpu_seconds(self) -> float:
+        return _cpu_seconds(self.process.pid)
 
     def health(self) -> dict[str, Any] | None:
         try:
@@ -245,6 +248,32 @@ class ProxyProcess:
         return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])
 
 
+def _stat(pid: int) -> list[str]:
+    # Fields after the command name, which may hold spaces: field 3 of proc(5) is [0].
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = _stat(pid)
+    except OSError:  # it exited meanwhile
+        return 0.0
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+    tree = [root]
+    for pid in tree:
+        tree += [child for child, parent in parents.items() if parent == pid]
+    return tree
+
+
 # -- runs ---------------------------------------------------------------------------------------
 
 
@@ -256,6 +285,7 @@ class Run:
     failures: Counter[str]
     generator_cpu: float  # share of one core this process used
     proxy_cpu_s: float | None = None
+    relay_cpu_s: float | None = None
 
     @property
     def failed(self) -> int:
@@ -385,6 +415,7 @@ class Level:
 
         proxied = self.proxied
         cores = (proxied.proxy_cpu_s or 0.0) / proxied.elapsed_s
+        relay = (proxied.relay_cpu_s or 0.0) / proxied.elapsed_s
         thousands = proxied.frames_per_s / 1000
         above_idle = 100 * (cores - self.proxy_idle_cores) / thousands if thousands else 0.0
         generator = max(self.direct.generator_cpu, proxied.generator_cpu)
@@ -395,7 +426,8 @@ class Level:
             trio(self.direct.p),
             trio(proxied.p),
             trio(lambda q: proxied.p(q) - self.direct.p(q)),
-            f"{100 * cores:.1f}% (idle {100 * self.proxy_idle_cores:.1f}%)",
+            f"{100 * cores:.1f}% (relay {100 * relay:.1f}%, "
+            f"idle {100 * self.proxy_idle_cores:.1f}%)",
             f"{above_idle:.1f}%",
             f"{100 * generator:.0f}%",
             f"{self.pace(reference_s):.2f}",
@@ -452,9 +484,10 @@ async def _level(
     direct = await run_load(clock, scenario, sim_url, "sk-bench", sessions, ramp_s)
     idle = await proxy.idle_cores()
     print(f"… {sessions} sessions: through the proxy", file=sys.stderr, flush=True)
-    cpu_before = proxy.cpu_seconds()
+    cpu_before, relay_before = proxy.cpu_seconds(), proxy.relay_cpu_seconds()
     proxied = await run_load(clock, scenario, proxy.url, CLIENT_KEY, sessions, ramp_s)
     proxied.proxy_cpu_s = proxy.cpu_seconds() - cpu_before
+    proxied.relay_cpu_s = proxy.relay_cpu_seconds() - relay_before
     await proxy.wait_until(lambda h: h and h["sessions"] == 0, "every session closed")
     return Level(sessions, ramp_s, direct, proxied, idle)
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from voxledger.envelope import (
+    ENVELOPE_VERSION,
     Direction,
     Envelope,
     Source,
@@ -15,22 +27,28 @@ from voxledger.envelope import (
     elide_audio,
     new_envelope_id,
     parse_frame,
+    utc_from_ns,
     utc_now,
 )
 from voxledger.ingest.scrub import scrub_event
+
+if TYPE_CHECKING:
+    from voxledger.ingest.metrics import PublisherMetrics
+    from voxledger.ingest.publisher import Publisher
+
+log = logging.getLogger(__name__)
 
 SESSION_OPENED = "voxledger.session.opened"
 SESSION_CLOSED = "voxledger.session.closed"
 
 
-@dataclass
-class _Held:
+class _Held(NamedTuple):
     seq: int
     direction: Direction
     type: str
     payload: dict[str, Any]
     observed_at: datetime
-    envelope_id: str = field(default_factory=new_envelope_id)
+    envelope_id: str
 
 
 @dataclass
@@ -84,7 +102,14 @@ class SessionCapture:
         observed_at: datetime | None = None,
     ) -> None:
         """Capture an already parsed (and cleaned) event, e.g. VoxLedger's own session events."""
-        held = _Held(self.next_seq, direction, event_type, payload, observed_at or utc_now())
+        held = _Held(
+            self.next_seq,
+            direction,
+            event_type,
+            payload,
+            observed_at or utc_now(),
+            new_envelope_id(),  # when seen, not when published: ids stay time-ordered
+        )
         self.next_seq += 1
         if self.session_id is None:
             self._held.append(held)
@@ -129,7 +154,10 @@ class SessionCapture:
             self.publish(self._envelope(item))
 
     def _envelope(self, held: _Held) -> Envelope:
-        return Envelope(
+        # Every field is built here from checked parts: validating them again costs more
+        # than the rest of the capture.
+        return Envelope.trusted(
+            v=ENVELOPE_VERSION,
             envelope_id=held.envelope_id,
             session_id=self.session_id,
             seq=held.seq,
@@ -144,3 +172,230 @@ class SessionCapture:
             upstream_host=self.context.upstream_host,
             model=self.context.model,
         )
+
+
+# -- the capture process ------------------------------------------------------------------------
+# The proxy relays in one process and captures in another (voxledger.ingest.proxy.CaptureProcess),
+# so parsing, envelope building, the Kafka client and their GC pauses never delay a relay.
+
+# Proxy → capture process, on its stdin: records of a header (kind, session number,
+# time.time_ns() when seen, body length) and a body: the frame as relayed, or for OPEN and
+# CLOSE a pickled dict. A session's records arrive in relay order; end of input ends the run.
+RECORD = struct.Struct("<BIQI")
+FRAME_CLIENT, FRAME_SERVER, OPEN, CLOSE = range(4)
+_DIRECTIONS: tuple[Direction, Direction] = ("client", "server")
+# Capture process → proxy, on its stdout: a length, then a pickled (kind, value) pair: "ready",
+# "status", "closed" (a session's last envelope is published), "log" (a LogRecord's fields),
+# "bye". The first message on stdin is such a pair too: the settings to run with.
+MESSAGE = struct.Struct("<I")
+STATUS_INTERVAL_S = 0.05
+METRICS_INTERVAL_S = 1.0
+CAPTURE_NICENESS = 19  # where SCHED_IDLE is not to be had
+READ_BYTES = 64 * 1024  # below malloc's mmap threshold: no map/unmap per read
+
+
+def message(kind: str, value: Any) -> bytes:
+    body = pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL)
+    return MESSAGE.pack(len(body)) + body
+
+
+class CaptureService:
+    """Captures the sessions of one proxy from its records, publishing every envelope."""
+
+    def __init__(self, publisher: Publisher, report: Callable[[str, Any], None]) -> None:
+        self.publisher = publisher
+        self.report = report
+        self.sessions: dict[int, SessionCapture] = {}
+        self.spooled: Counter[int] = Counter()
+
+    def feed(self, data: bytes | bytearray) -> int:
+        """Handle every complete record in `data`; how many bytes they took."""
+        view = memoryview(data)
+        offset, end = 0, len(data)
+        header = RECORD.size
+        while offset + header <= end:
+            kind, number, observed_ns, length = RECORD.unpack_from(view, offset)
+            start = offset + header
+            if start + length > end:
+                break
+            body = bytes(view[start : start + length])
+            offset = start + length
+            try:
+                if kind <= FRAME_SERVER:
+                    self.sessions[number].frame(_DIRECTIONS[kind], body, utc_from_ns(observed_ns))
+                elif kind == OPEN:
+                    self._open(number, observed_ns, pickle.loads(body))
+                else:
+                    self._close(number, observed_ns, pickle.loads(body))
+            except Exception:  # a capture bug must not end every session's capture
+                log.exception("capturing a frame failed; it is missing from the raw topic")
+        view.release()
+        return offset
+
+    def finish(self) -> None:
+        """The proxy is gone: publish what sessions still hold under their fallback ids."""
+        for capture in self.sessions.values():
+            capture.flush()
+        self.sessions.clear()
+
+    def _open(self, number: int, observed_ns: int, opened: dict[str, Any]) -> None:
+        capture = SessionCapture(
+            SessionContext(**opened["context"]),
+            publish=partial(self._publish, number),
+            fallback_session_id=opened["fallback_session_id"],
+        )
+        self.sessions[number] = capture
+        capture.event("client", SESSION_OPENED, opened["event"], utc_from_ns(observed_ns))
+
+    def _close(self, number: int, observed_ns: int, event: dict[str, Any]) -> None:
+        capture = self.sessions.pop(number)
+        # Filled in here, where they are known; the keys keep the proxy's order.
+        event["publish_failures"] = self.publisher.delivery_failures
+        event["spooled"] = self.spooled[number]
+        capture.event("client", SESSION_CLOSED, event, utc_from_ns(observed_ns))
+        capture.flush()
+        spooled = self.spooled.pop(number, 0)
+        self.report("closed", (number, {"session_id": capture.session_id, "spooled": spooled}))
+
+    def _publish(self, number: int, envelope: Envelope) -> None:
+        if self.publisher.publish(envelope):
+            self.spooled[number] += 1
+
+
+class _Reports:
+    """Messages to the proxy; any thread may send, and a proxy gone just drops them."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self.gone = False
+
+    def send(self, kind: str, value: Any) -> None:
+        data = message(kind, value)
+        with self._lock:
+            if self.gone:
+                return
+            try:
+                self._out.write(data)
+                self._out.flush()
+            except OSError:
+                self.gone = True
+
+
+class _ForwardedLogs(logging.Handler):
+    """Log records go to the proxy, which emits them through its own logging."""
+
+    def __init__(self, reports: _Reports) -> None:
+        super().__init__()
+        self.reports = reports
+        self._formatter = logging.Formatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = {
+                k: v if v is None or isinstance(v, str | int | float | bool) else repr(v)
+                for k, v in record.__dict__.items()
+                if k not in ("msg", "args", "exc_info")
+            }
+            fields["msg"] = record.getMessage()
+            if record.exc_info and not record.exc_text:
+                fields["exc_text"] = self._formatter.formatException(record.exc_info)
+            self.reports.send("log", fields)
+        except Exception:
+            self.handleError(record)
+
+
+def _report_status(
+    publisher: Publisher, metrics: PublisherMetrics, reports: _Reports, stop: threading.Event
+) -> None:
+    # State as it changes (the proxy decides on it); rendered metrics now and then.
+    last: dict[str, Any] | None = None
+    rendered, rendered_at = metrics.render(), time.monotonic()
+    while not stop.wait(STATUS_INTERVAL_S):
+        try:
+            status = publisher.status()
+            if time.monotonic() - rendered_at >= METRICS_INTERVAL_S:
+                rendered, rendered_at = metrics.render(), time.monotonic()
+            elif status == last:
+                continue
+            reports.send("status", (status, rendered))
+            last = status
+        except Exception:  # the reports must outlive any one failure
+            log.exception("reporting the publisher's status failed")
+
+
+def serve_captures() -> None:
+    """The capture process: records on stdin, envelopes to Kafka (or the spool), reports on stdout.
+
+    It runs until its input ends (the proxy closed it, or died), then publishes what it
+    holds, flushes the producer and the spool, and exits. Signals are the proxy's to handle.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _yield_the_cpu_to_relaying()
+    reports = _Reports(os.fdopen(os.dup(1), "wb"))
+    os.dup2(2, 1)  # a stray print must not garble the reports
+    sys.stdout = sys.stderr
+
+    buffer = bytearray()
+    while len(buffer) < MESSAGE.size or len(buffer) < MESSAGE.size + _length(buffer):
+        chunk = os.read(0, READ_BYTES)
+        if not chunk:
+            return  # the proxy gave up before starting us
+        buffer += chunk
+    start = MESSAGE.size + _length(buffer)
+    _, init = pickle.loads(buffer[MESSAGE.size : start])
+    del buffer[:start]
+
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardedLogs(reports)]
+    root.setLevel(init["log_level"])
+
+    from voxledger.ingest.metrics import PublisherMetrics
+    from voxledger.ingest.publisher import Publisher
+
+    metrics = PublisherMetrics()
+    publisher = Publisher(init["settings"], metrics).start()
+    service = CaptureService(publisher, reports.send)
+    # What start-up made lives for good: the collector need not rescan it.
+    gc.collect()
+    gc.freeze()
+    reports.send("ready", (publisher.status(), metrics.render()))
+    stop = threading.Event()
+    status = threading.Thread(
+        target=_report_status,
+        args=(publisher, metrics, reports, stop),
+        name="capture-status",
+        daemon=True,
+    )
+    status.start()
+    try:
+        while chunk := os.read(0, READ_BYTES):
+            buffer += chunk
+            taken = service.feed(buffer)
+            del buffer[:taken]
+        if buffer:
+            log.error("the proxy's last record was cut short (%d bytes); dropped", len(buffer))
+        service.finish()
+    finally:
+        stop.set()
+        status.join()
+        publisher.close()
+        reports.send("bye", (publisher.status(), metrics.render()))
+
+
+def _yield_the_cpu_to_relaying() -> None:
+    """Run capture only when relaying (and everything else) leaves a core idle.
+
+    Under SCHED_IDLE a waking relay preempts capture at once; with a mere high nice value it
+    could wait out capture's time slice (~1 ms). Capture may lag a burst, buffered in the
+    pipe and the proxy's memory (bounded: see CAPTURE_BACKLOG_MAX_BYTES in the proxy).
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux
+        os.nice(CAPTURE_NICENESS)
+
+
+def _length(buffer: bytearray) -> int:
+    return MESSAGE.unpack_from(buffer)[0]

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import itertools
 import json
 import logging
+import pickle
+import sys
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -15,15 +21,27 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.frames import EXTERNAL_CLOSE_CODES, Close
+from websockets.frames import BINARY, DATA_OPCODES, EXTERNAL_CLOSE_CODES, TEXT, Close, Frame
 from websockets.http11 import Request, Response
+from websockets.protocol import Event, State
 
 from voxledger.config import ProxySettings, Settings, Tenant
-from voxledger.envelope import Direction, Envelope, utc_now
+from voxledger.envelope import Direction
 from voxledger.errors import ConfigError
-from voxledger.ingest.capture import SESSION_CLOSED, SESSION_OPENED, SessionCapture, SessionContext
+from voxledger.ingest.capture import (
+    CLOSE,
+    FRAME_CLIENT,
+    FRAME_SERVER,
+    MESSAGE,
+    OPEN,
+    RECORD,
+    SESSION_CLOSED,
+    SESSION_OPENED,
+    SessionContext,
+    message,
+)
 from voxledger.ingest.metrics import ProxyMetrics
-from voxledger.ingest.publisher import Publisher
+from voxledger.ingest.publisher import PublisherStatus
 from voxledger.ingest.scrub import scrub_headers, scrub_query
 
 log = logging.getLogger(__name__)
@@ -36,7 +54,22 @@ REALTIME_SUBPROTOCOL = "realtime"
 FORWARDED_HEADERS = ("OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project")
 UPSTREAM_OPEN_TIMEOUT_S = 10.0
 MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
-CAPTURE_SLICE_S = 0.0005  # capture work yields to forwarding at least this often
+HELD_FRAMES_MAX = 16  # websockets' max_queue: frames held before the relay starts
+CAPTURE_MAIN = "from voxledger.ingest.capture import serve_captures; serve_captures()"
+CAPTURE_START_TIMEOUT_S = 60.0
+CAPTURE_CLOSE_TIMEOUT_S = 60.0  # the producer's flush and the spool's close take up to ~25 s
+CAPTURE_PIPE_BYTES = 1024 * 1024  # Linux's default limit for an unprivileged pipe
+# Frames go down the pipe in batches: a write wakes the capture process, and per loop turn
+# those writes were a tenth of the relay's CPU. Capture runs this much behind, at most.
+CAPTURE_FLUSH_INTERVAL_S = 0.005
+CAPTURE_FLUSH_BYTES = 256 * 1024  # a batch this large goes at once
+# Frames the capture process has not taken yet, in memory: beyond this, new sessions wait.
+CAPTURE_BACKLOG_MAX_BYTES = 256 * 1024 * 1024
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+# asyncio reads sockets 256 KiB at a time: a buffer that size is mmap'd, shrunk and unmapped
+# for every read, a sixth of the relay's CPU. Realtime frames are a few KiB; bigger ones
+# just take a few reads.
+SOCKET_READ_BYTES = 64 * 1024
 
 # websockets logs handshake headers (API keys included) at debug level: never let it.
 _websockets_log = logging.getLogger(f"{__name__}.websockets")
@@ -80,52 +113,291 @@ def _describe(close: Close | None) -> dict[str, Any] | None:
     return None if close is None else {"code": int(close.code), "reason": close.reason}
 
 
-def _frame_bytes(message: str | bytes) -> int:
-    if isinstance(message, bytes) or message.isascii():  # isascii() is O(1) in CPython
-        return len(message)
-    return len(message.encode())
+def _read_in_small_chunks(connection: ServerConnection | ClientConnection) -> None:
+    transport = connection.transport
+    if hasattr(transport, "max_size"):  # asyncio's selector transports
+        transport.max_size = SOCKET_READ_BYTES
 
 
-class CaptureQueue:
-    """Frames already forwarded, captured by one task in relay order.
+class _Forwarding:
+    """A websockets connection that hands data frames to its relay as soon as they are parsed.
 
-    Forwarding a frame never waits for envelope building: captures run when the relays have
-    nothing to forward, in slices short enough that a frame arriving meanwhile goes out fast.
+    websockets queues each data frame for recv(), wakes the task awaiting it, and sends it
+    from there through a context manager: an event-loop turn and a fifth of the relay's CPU
+    per frame. Handed over here, a frame goes out before the next socket is read. Control
+    frames (close, ping, pong) still go websockets' way, and so do its limits (max_size).
     """
 
-    def __init__(self) -> None:
-        self._items: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-        self._ready = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task = asyncio.create_task(self._run())
+    relay: _Relay | None = None
+    held: list[Frame] | None = None  # data frames that came before the relay started
+    on_writable: Callable[[], None] | None = None
 
-    def put(self, work: Callable[..., None], *args: Any) -> None:
-        self._items.append((work, args))
-        self._idle.clear()
-        self._ready.set()
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame) and event.opcode in DATA_OPCODES:
+            if self.relay is not None:
+                self.relay.forward(event)
+            else:
+                self._hold(event)
+        else:
+            super().process_event(event)  # type: ignore[misc]
+
+    def resume_writing(self) -> None:
+        super().resume_writing()  # type: ignore[misc]
+        if self.on_writable is not None:
+            self.on_writable()
+
+    def _hold(self, frame: Frame) -> None:
+        # A client may speak before the upstream connection is open; websockets would queue
+        # its frames for recv() and stop reading at max_queue: so do we.
+        if self.held is None:
+            self.held = []
+        self.held.append(frame)
+        if len(self.held) >= HELD_FRAMES_MAX:
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def start_relay(self, relay: _Relay) -> None:
+        """Forward every held frame, then each one as it comes."""
+        held, self.held = self.held or [], None
+        for frame in held:
+            relay.forward(frame)
+        self.relay = relay
+        self.transport.resume_reading()  # type: ignore[attr-defined]
+
+    def drop_held(self) -> None:
+        """No relay will start: read on, so that a closing handshake can complete."""
+        self.held = None
+        self.transport.resume_reading()  # type: ignore[attr-defined]
+
+
+class _ForwardingServerConnection(_Forwarding, ServerConnection):
+    pass
+
+
+class _ForwardingClientConnection(_Forwarding, ClientConnection):
+    pass
+
+
+class _Relay:
+    """One direction of a session: forwards each data frame, then hands it to capture."""
+
+    def __init__(
+        self,
+        session: RelayedSession,
+        source: _ForwardingServerConnection | _ForwardingClientConnection,
+        target: _ForwardingServerConnection | _ForwardingClientConnection,
+        direction: Direction,
+    ) -> None:
+        self.session = session
+        self.source = source
+        self.target = target
+        self.direction = direction
+        self.kind = FRAME_CLIENT if direction == "client" else FRAME_SERVER
+        self.capture = session.captures.frame
+        self.relayed = session.proxy.metrics.relayed
+        self.clock = asyncio.get_running_loop().time
+        self.fragments: list[bytes] = []
+        target.on_writable = self._resume_reading
+
+    def forward(self, frame: Frame) -> None:
+        target = self.target
+        protocol = target.protocol
+        if protocol.state is not State.OPEN:
+            return  # the target is closing; its close reaches the source, like send() would
+        try:
+            if frame.opcode is TEXT:
+                protocol.send_text(frame.data, frame.fin)
+            elif frame.opcode is BINARY:
+                protocol.send_binary(frame.data, frame.fin)
+            else:
+                protocol.send_continuation(frame.data, frame.fin)
+            target.send_data()
+        except Exception as exc:  # what send() does when writing fails: drop the connection
+            target.set_connection_exc(exc)
+            target.transport.abort()
+            return
+        if target.paused:  # its write buffer is full: stop reading until it drains
+            self.source.transport.pause_reading()
+        if not frame.fin:
+            self.fragments.append(frame.data)
+        elif self.fragments:
+            self._captured(b"".join([*self.fragments, frame.data]))
+            self.fragments.clear()
+        else:
+            self._captured(frame.data)
+
+    def _captured(self, message: bytes) -> None:
+        # The message as a whole, as recv() would have returned it.
+        session, direction, size = self.session, self.direction, len(message)
+        session.last_activity = self.clock()
+        session.frames[direction] += 1
+        session.bytes[direction] += size
+        self.relayed.frames[direction] += 1
+        self.relayed.bytes[direction] += size
+        self.capture(session.number, self.kind, message, time.time_ns())
+
+    def _resume_reading(self) -> None:
+        if not self.source.transport.is_closing():
+            self.source.transport.resume_reading()
+
+
+class CaptureProcess:
+    """The process that captures what the relays forward: envelopes, Kafka, spool.
+
+    A relayed frame costs the relay a timestamp and a copy into a buffer that goes down a
+    pipe every few milliseconds. Parsing, scrubbing, audio elision, envelope building and
+    the Kafka producer run in the capture process (voxledger.ingest.capture.serve_captures),
+    so neither their CPU, their GC pauses nor the GIL delay a frame. It reports publisher
+    state, publisher metrics, log records and each session's end back here.
+    """
+
+    def __init__(
+        self, process: asyncio.subprocess.Process, settings: Settings, metrics: ProxyMetrics
+    ) -> None:
+        self.process = process
+        self.metrics = metrics
+        self.publisher = PublisherStatus(settings)
+        self._stdin = process.stdin
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray()
+        self._flush_scheduled = False
+        self._closing = False
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._on_closed: dict[int, Callable[[dict[str, Any]], None]] = {}
+        self._reader = asyncio.create_task(self._read_reports())
+        metrics.capture_backlog.set_function(lambda: self.backlog_bytes)
+
+    @classmethod
+    async def start(cls, settings: Settings, metrics: ProxyMetrics) -> CaptureProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CAPTURE_MAIN,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        captures = cls(process, settings, metrics)
+        pipe = process.stdin.transport.get_extra_info("pipe")
+        with contextlib.suppress(OSError):  # a bigger pipe means fewer writes; not required
+            fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, CAPTURE_PIPE_BYTES)
+        init = {"settings": settings, "log_level": logging.getLogger().getEffectiveLevel()}
+        process.stdin.write(message("init", init))
+        try:
+            await asyncio.wait_for(asyncio.shield(captures._ready), CAPTURE_START_TIMEOUT_S)
+        except BaseException:
+            await captures.close()
+            raise
+        return captures
+
+    @property
+    def backlog_bytes(self) -> int:
+        transport = self._stdin.transport
+        pending = 0 if transport.is_closing() else transport.get_write_buffer_size()
+        return len(self._buffer) + pending
+
+    @property
+    def accepting_sessions(self) -> bool:
+        return self.publisher.accepting_sessions and self.backlog_bytes < CAPTURE_BACKLOG_MAX_BYTES
+
+    # -- what the relays call (never blocks, never awaits) ----------------------------------
+
+    def open(self, number: int, context: SessionContext, fallback_id: str, event: dict) -> None:
+        body = {
+            "context": dataclasses.asdict(context),
+            "fallback_session_id": fallback_id,
+            "event": event,
+        }
+        self._put(OPEN, number, time.time_ns(), pickle.dumps(body, pickle.HIGHEST_PROTOCOL))
+
+    def frame(self, number: int, kind: int, data: str | bytes, observed_ns: int) -> None:
+        self._put(kind, number, observed_ns, data.encode() if type(data) is str else data)
+
+    def close_session(
+        self, number: int, event: dict[str, Any], on_captured: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Capture the session's last event; `on_captured` gets its session id and spool count."""
+        if self.process.returncode is not None or self._reader.done():
+            on_captured({"session_id": None, "spooled": None})
+            return
+        self._on_closed[number] = on_captured
+        self._put(CLOSE, number, time.time_ns(), pickle.dumps(event, pickle.HIGHEST_PROTOCOL))
+
+    def _put(self, kind: int, number: int, observed_ns: int, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += RECORD.pack(kind, number, observed_ns, len(data))
+        buffer += data
+        if len(buffer) >= CAPTURE_FLUSH_BYTES:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_later(CAPTURE_FLUSH_INTERVAL_S, self._flush)
+
+    def _flush(self) -> None:
+        # The transport keeps what the pipe cannot take yet.
+        self._flush_scheduled = False
+        data, self._buffer = self._buffer, bytearray()
+        if data and not self._stdin.transport.is_closing():  # closing: the process is gone
+            self._stdin.write(data)
+
+    # -- reports from the capture process ---------------------------------------------------
+
+    async def _read_reports(self) -> None:
+        reader = self.process.stdout
+        try:
+            while True:
+                (length,) = MESSAGE.unpack(await reader.readexactly(MESSAGE.size))
+                kind, value = pickle.loads(await reader.readexactly(length))
+                self._on_report(kind, value)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the process ended
+        finally:
+            for on_captured in self._on_closed.values():
+                on_captured({"session_id": None, "spooled": None})
+            self._on_closed.clear()
+            if not self._closing:
+                self.publisher.unavailable = "the capture process exited"
+                log.error(
+                    "the capture process exited (code %s): relayed frames are no longer "
+                    "captured; refusing new sessions",
+                    self.process.returncode,
+                )
+            if not self._ready.done():
+                self._ready.set_exception(
+                    RuntimeError("the capture process did not start; its error is logged above")
+                )
+
+    def _on_report(self, kind: str, value: Any) -> None:
+        if kind == "closed":
+            number, info = value
+            on_captured = self._on_closed.pop(number, None)
+            if on_captured is not None:
+                on_captured(info)
+        elif kind == "log":
+            record = logging.makeLogRecord(value)
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)
+        else:  # ready, status, bye: the publisher's state and metrics
+            status, rendered = value
+            self.publisher.update(status)
+            self.metrics.publishing = rendered
+            if kind == "ready" and not self._ready.done():
+                self._ready.set_result(None)
 
     async def close(self) -> None:
-        """Capture everything queued, then stop."""
-        await self._idle.wait()
-        self._task.cancel()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            yield_at = loop.time() + CAPTURE_SLICE_S
-            while self._items:
-                work, args = self._items.popleft()
-                try:
-                    work(*args)
-                except Exception:  # a capture bug must not end every session's capture
-                    log.exception("capturing a frame failed; it is missing from the raw topic")
-                if loop.time() >= yield_at:
-                    await asyncio.sleep(0)
-                    yield_at = loop.time() + CAPTURE_SLICE_S
-            self._idle.set()
+        """Capture everything handed over, let the process flush Kafka and the spool, stop."""
+        self._closing = True
+        self._flush()
+        self._stdin.close()  # end of input: the process finishes and exits
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), CAPTURE_CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(self.process.wait(), CAPTURE_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.error("the capture process did not finish in time; killing it")
+            self.process.kill()
+            await self.process.wait()
+        finally:
+            if self._ready.done() and not self._ready.cancelled():
+                self._ready.exception()  # retrieved: a failed start was raised already
 
 
 class ProxyServer:
@@ -134,13 +406,14 @@ class ProxyServer:
     def __init__(
         self,
         settings: Settings,
-        publisher: Publisher,
+        captures: CaptureProcess,
         metrics: ProxyMetrics,
         upstream_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.limits: ProxySettings = settings.proxy
-        self.publisher = publisher
+        self.captures = captures
+        self.publisher = captures.publisher
         self.metrics = metrics
         self.upstream_url = upstream_url
         self.host = "127.0.0.1"
@@ -149,7 +422,7 @@ class ProxyServer:
         self._open_by_tenant: Counter[str] = Counter()
         self._server: Server | None = None
         self._closing = False
-        self.captures: CaptureQueue | None = None
+        self._numbers = itertools.count()  # names each session to the capture process
 
     @property
     def url(self) -> str:
@@ -170,10 +443,10 @@ class ProxyServer:
             max_size=self.limits.max_frame_bytes,
             compression=None,  # deflating audio costs more CPU than the relay budget allows
             logger=_websockets_log,
+            create_connection=_ForwardingServerConnection,
         )
         self.host = host
         self.port = self._server.sockets[0].getsockname()[1]
-        self.captures = CaptureQueue()
 
     async def close(self) -> None:
         """Close every session (1001, both sides), then flush the producer and the spool."""
@@ -181,9 +454,7 @@ class ProxyServer:
         if self._server is not None:
             self._server.close(code=1001, reason="proxy shutting down")
             await self._server.wait_closed()
-        if self.captures is not None:
-            await self.captures.close()
-        await asyncio.to_thread(self.publisher.close)
+        await self.captures.close()
 
     # -- plain HTTP: metrics, health, wrong paths -----------------------------------------------
 
@@ -192,7 +463,7 @@ class ProxyServer:
         if path == "/metrics":
             return self._respond(connection, 200, self.metrics.render(), self.metrics.content_type)
         if path == "/healthz":
-            ok = self.publisher.accepting_sessions and not self._closing
+            ok = self.captures.accepting_sessions and not self._closing
             body = {
                 "status": "ok" if ok else "unavailable",
                 "sessions": len(self.sessions),
@@ -228,13 +499,14 @@ class ProxyServer:
             return await self._reject(client, 1008, reason, "unauthorized")
         if self._closing:
             return await self._reject(client, 1001, "proxy shutting down", "shutting_down", tenant)
-        if not self.publisher.accepting_sessions:
+        if not self.captures.accepting_sessions:
             reason = "try again later: the capture spool is full"
             return await self._reject(client, 1013, reason, "spool_full", tenant)
         if self._open_by_tenant[tenant.name] >= self.limits.max_sessions_per_tenant:
             reason = f"try again later: {self.limits.max_sessions_per_tenant} sessions already open"
             return await self._reject(client, 1013, reason, "tenant_limit", tenant)
-        session = RelayedSession(self, client, tenant, key)
+        _read_in_small_chunks(client)
+        session = RelayedSession(self, client, tenant, key, next(self._numbers) % 2**32)
         self.sessions.add(session)
         self._open_by_tenant[tenant.name] += 1
         self.metrics.sessions_open.labels(tenant.name).inc()
@@ -270,6 +542,7 @@ class ProxyServer:
                 "tenant": tenant.name if tenant else None,
             },
         )
+        client.drop_held()
         await client.close(code, reason)
 
 
@@ -277,10 +550,11 @@ class RelayedSession:
     """One client connection, its upstream connection, and the capture of both directions."""
 
     def __init__(
-        self, proxy: ProxyServer, client: ServerConnection, tenant: Tenant, key: str
+        self, proxy: ProxyServer, client: ServerConnection, tenant: Tenant, key: str, number: int
     ) -> None:
         self.proxy = proxy
-        self.captures: CaptureQueue = proxy.captures
+        self.captures = proxy.captures
+        self.number = number
         self.client = client
         self.tenant = tenant
         self.upstream: ClientConnection | None = None
@@ -291,33 +565,23 @@ class RelayedSession:
         self.upstream_query = urlencode([(k, v) for k, v in self.query if v != key])
         self.upstream_base = proxy.upstream_url or tenant.upstream_url()
         self.upstream_host = urlsplit(self.upstream_base).netloc
-        model = dict(self.query).get("model")
-        self.capture = SessionCapture(
-            SessionContext(
-                source="proxy",
-                tenant=tenant.name,
-                app=tenant.app,
-                region=tenant.region,
-                upstream_host=self.upstream_host,
-                model=model,
-            ),
-            publish=self._publish,
-            fallback_session_id=self.id,
+        self.context = SessionContext(
+            source="proxy",
+            tenant=tenant.name,
+            app=tenant.app,
+            region=tenant.region,
+            upstream_host=self.upstream_host,
+            model=dict(self.query).get("model"),
         )
         self.frames: dict[Direction, int] = {"client": 0, "server": 0}
         self.bytes: dict[Direction, int] = {"client": 0, "server": 0}
-        self.spooled = 0
         self.closed_first: str | None = None
         self.upstream_error: str | None = None
         self.started = self.ended = time.monotonic()
         self.last_activity = self.started
 
-    def _publish(self, envelope: Envelope) -> None:
-        if self.proxy.publisher.publish(envelope):
-            self.spooled += 1
-
     async def run(self) -> None:
-        self.captures.put(self.capture.event, "client", SESSION_OPENED, self._opened())
+        self.captures.open(self.number, self.context, self.id, self._opened())
         self._log_opened()
         try:
             try:
@@ -325,8 +589,10 @@ class RelayedSession:
             except UpstreamError as exc:
                 self.closed_first, self.upstream_error = "proxy", str(exc)
                 log.error("session %s: %s", self.id, exc, extra={"session": self.id})
+                self.client.drop_held()
                 await self.client.close(1011, _short(str(exc)))
                 return
+            _read_in_small_chunks(self.upstream)
             await self._relay_both(self.upstream)
         finally:
             self._finish()
@@ -347,6 +613,7 @@ class RelayedSession:
                 compression=None,
                 open_timeout=UPSTREAM_OPEN_TIMEOUT_S,
                 logger=_websockets_log,
+                create_connection=_ForwardingClientConnection,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -383,50 +650,38 @@ class RelayedSession:
     # -- relay ----------------------------------------------------------------------------------
 
     async def _relay_both(self, upstream: ClientConnection) -> None:
-        relays = [
-            asyncio.create_task(self._relay(self.client, upstream, "client")),
-            asyncio.create_task(self._relay(upstream, self.client, "server")),
+        client = self.client
+        client.start_relay(_Relay(self, client, upstream, "client"))
+        upstream.start_relay(_Relay(self, upstream, client, "server"))
+        closes = [
+            asyncio.create_task(self._when_closed(client, upstream)),
+            asyncio.create_task(self._when_closed(upstream, client)),
         ]
         watchdog = asyncio.create_task(self._watch_idle())
         try:
-            await asyncio.gather(*relays)
+            await asyncio.gather(*closes)
         except Exception:
             log.exception("session %s: relay failed", self.id, extra={"session": self.id})
             self.closed_first = self.closed_first or "proxy"
             await self._close_both(1011, 1011, "proxy internal error")
         finally:
             watchdog.cancel()
-            for task in relays:
+            for task in closes:
                 task.cancel()
+            for connection in (client, upstream):  # no cycle through the session to collect
+                connection.relay = connection.on_writable = None
 
-    async def _relay(
+    async def _when_closed(
         self,
         source: ServerConnection | ClientConnection,
         target: ServerConnection | ClientConnection,
-        direction: Direction,
     ) -> None:
-        """Forward every frame as it arrives, then queue its capture (never awaited here)."""
-        frames_metric = self.proxy.metrics.frames[direction]
-        bytes_metric = self.proxy.metrics.frame_bytes[direction]
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                message = await source.recv()
-            except ConnectionClosed as exc:
-                await self._propagate_close(source, target, exc)
-                return
-            observed_at = utc_now()
-            try:
-                await target.send(message)
-            except ConnectionClosed:
-                return  # the other relay propagates the target's close
-            self.last_activity = loop.time()
-            size = _frame_bytes(message)
-            self.frames[direction] += 1
-            self.bytes[direction] += size
-            frames_metric.inc()
-            bytes_metric.inc(size)
-            self.captures.put(self.capture.frame, direction, message, observed_at)
+        """Frames go over in _Relay.forward as they arrive; here, the close follows them."""
+        await source.wait_closed()
+        # Reading from the target may have paused for the source's sake: the closing
+        # handshake needs it.
+        target.transport.resume_reading()
+        await self._propagate_close(source, target, source.close_exc)
 
     async def _propagate_close(
         self,
@@ -474,7 +729,7 @@ class RelayedSession:
             "tenant": self.tenant.name,
             "app": self.tenant.app,
             "region": self.tenant.region,
-            "model": self.capture.context.model,
+            "model": self.context.model,
             "upstream_host": self.upstream_host,
             "query": dict(parse_qsl(scrub_query(urlsplit(request.path).query))),
             "headers": scrub_headers(dict(request.headers.raw_items())),
@@ -484,12 +739,8 @@ class RelayedSession:
 
     def _finish(self) -> None:
         self.ended = time.monotonic()
-        self.captures.put(self._capture_closed)  # after every frame of the session
-
-    def _capture_closed(self) -> None:
-        self.capture.event("client", SESSION_CLOSED, self._closed())
-        self.capture.flush()
-        self._log_closed()
+        # After every frame of the session; logged once its envelope is published.
+        self.captures.close_session(self.number, self._closed(), self._log_closed)
 
     def _closed(self) -> dict[str, Any]:
         upstream = self.upstream
@@ -510,8 +761,8 @@ class RelayedSession:
             "upstream_error": self.upstream_error,
             "frames": dict(self.frames),
             "bytes": dict(self.bytes),
-            "publish_failures": self.proxy.publisher.delivery_failures,
-            "spooled": self.spooled,
+            "publish_failures": None,  # the capture process fills in these two
+            "spooled": None,
             "duration_s": round(self.ended - self.started, 6),
         }
 
@@ -520,7 +771,7 @@ class RelayedSession:
             "event": "session.opened",
             "session": self.id,
             "tenant": self.tenant.name,
-            "model": self.capture.context.model,
+            "model": self.context.model,
             "upstream_host": self.upstream_host,
             "client": _address(self.client),
         }
@@ -533,16 +784,16 @@ class RelayedSession:
             extra=fields,
         )
 
-    def _log_closed(self) -> None:
+    def _log_closed(self, captured: dict[str, Any]) -> None:
         fields = {
             "event": "session.closed",
             "session": self.id,
-            "realtime_session": self.capture.session_id,
+            "realtime_session": captured["session_id"],
             "tenant": self.tenant.name,
             "closed_first": self.closed_first,
             "frames_client": self.frames["client"],
             "frames_server": self.frames["server"],
-            "spooled": self.spooled,
+            "spooled": captured["spooled"],
             "duration_s": round(self.ended - self.started, 3),
         }
         log.info(
@@ -570,12 +821,11 @@ async def start_proxy(
 ) -> ProxyServer:
     """Start the proxy in this event loop; `await proxy.close()` stops it cleanly."""
     metrics = ProxyMetrics()
-    # Opening the spool reads what an earlier run left: keep that off the event loop.
-    publisher = await asyncio.to_thread(lambda: Publisher(settings, metrics).start())
-    proxy = ProxyServer(settings, publisher, metrics, upstream_url)
+    captures = await CaptureProcess.start(settings, metrics)
+    proxy = ProxyServer(settings, captures, metrics, upstream_url)
     try:
         await proxy.listen(host, port)
     except BaseException:
-        await asyncio.to_thread(publisher.close)
+        await captures.close()
         raise
     return proxy

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import socket
 import time
 import urllib.error
@@ -689,3 +691,137 @@ def test_broker_outage_mid_session_spools_then_drains_without_loss(
     assert after_restart[-1]["type"] == SESSION_CLOSED
     assert closed["spooled"] >= 10
     assert closed["frames"] == {"client": 10, "server": 11}
+
+
+# -- the capture process ------------------------------------------------------------------------
+
+
+def test_relay_goes_on_while_the_capture_process_is_stopped(settings: Settings) -> None:
+    # 2.6 MB both ways: more than the pipe to the capture process holds.
+    frames = [
+        event("conversation.item.create", item={"n": n, "pad": "x" * 65536}) for n in range(20)
+    ]
+
+    async def scenario() -> str:
+        async with ScriptedUpstream() as upstream:
+            proxy = await start(settings, upstream)
+            capture = proxy.captures.process
+            try:
+                url = f"{proxy.url}/realtime?model=gpt-realtime"
+                async with connect(url, additional_headers=bearer()) as ws:
+                    created = json.loads(await ws.recv())
+                    os.kill(capture.pid, signal.SIGSTOP)  # capture can't take a single frame
+                    try:
+                        for frame in frames:
+                            await ws.send(frame)
+                            assert await asyncio.wait_for(ws.recv(), DEADLINE_S) == frame
+                        assert proxy.captures.backlog_bytes > 0  # kept here meanwhile
+                    finally:
+                        os.kill(capture.pid, signal.SIGCONT)
+                await until(lambda: not proxy.sessions, "the session to end")
+            finally:
+                await proxy.close()
+            return created["session"]["id"]
+
+    session_id = run(scenario())
+    envelopes = check_session(read_raw(settings, 3 + 2 * len(frames)))
+    assert {e["session_id"] for e in envelopes} == {session_id}
+    relayed = [e for e in envelopes if e["type"] == "conversation.item.create"]
+    assert [(e["direction"], e["payload"]["item"]["n"]) for e in relayed] == [
+        (direction, n) for n in range(len(frames)) for direction in ("client", "server")
+    ]
+
+
+def test_without_its_capture_process_the_proxy_refuses_sessions(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> tuple[Any, int]:
+        async with ScriptedUpstream() as upstream:
+            proxy = await start(settings, upstream)
+            try:
+                proxy.captures.process.kill()
+                await until(lambda: proxy.publisher.unavailable is not None, "the proxy to notice")
+                health = await asyncio.to_thread(_status, proxy.metrics_url, "/healthz")
+                url = f"{proxy.url}/realtime?model=gpt-realtime"
+                async with connect(url, additional_headers=bearer()) as ws:
+                    with pytest.raises(ConnectionClosed) as refused:
+                        await ws.recv()
+            finally:
+                await proxy.close()
+            return refused.value.rcvd, health
+
+    refused, health = run(scenario())
+    assert refused.code == 1013
+    assert health == 503
+    assert "the capture process exited" in caplog.text
+
+
+def _status(metrics_url: str, path: str) -> int:
+    try:
+        with urllib.request.urlopen(metrics_url.removesuffix("/metrics") + path, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_fragmented_messages_are_relayed_as_sent_and_captured_whole(settings: Settings) -> None:
+    parts = ['{"type": "conversation.item.create", ', '"item": {"type": "message"}, ', '"n": 1}']
+
+    async def scenario() -> list[str | bytes]:
+        async with ScriptedUpstream() as upstream:
+            proxy = await start(settings, upstream)
+            try:
+                url = f"{proxy.url}/realtime?model=gpt-realtime"
+                async with connect(url, additional_headers=bearer()) as ws:
+                    await ws.recv()
+                    await ws.send(parts)  # three frames: text, continuation, continuation
+                    assert await ws.recv() == "".join(parts)
+                await until(lambda: not proxy.sessions, "the session to end")
+            finally:
+                await proxy.close()
+            return upstream.received
+
+    assert run(scenario()) == ["".join(parts)]
+    envelopes = check_session(read_raw(settings))
+    relayed = [e for e in envelopes if e["type"] == "conversation.item.create"]
+    assert [(e["direction"], e["payload"]["n"]) for e in relayed] == [("client", 1), ("server", 1)]
+    assert envelopes[-1]["payload"]["bytes"]["client"] == len("".join(parts))
+
+
+class SlowToOpenUpstream(ScriptedUpstream):
+    """Takes its time to accept the WebSocket handshake."""
+
+    async def __aenter__(self) -> ScriptedUpstream:
+        async def slowly(connection: ServerConnection, request: Any) -> None:
+            await asyncio.sleep(0.5)
+
+        self._server = await serve(self._handle, "127.0.0.1", 0, process_request=slowly)
+        self.url = f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
+        return self
+
+
+def test_frames_sent_before_the_upstream_opens_are_relayed_in_order(settings: Settings) -> None:
+    frames = [event("input_audio_buffer.append", audio="AAAA", n=n) for n in range(40)]
+
+    async def scenario() -> list[str | bytes]:
+        async with SlowToOpenUpstream() as upstream:
+            proxy = await start(settings, upstream)
+            try:
+                url = f"{proxy.url}/realtime?model=gpt-realtime"
+                async with connect(url, additional_headers=bearer()) as ws:
+                    for frame in frames:  # the proxy is still opening the upstream connection
+                        await ws.send(frame)
+                    assert json.loads(await ws.recv())["type"] == "session.created"
+                    for frame in frames:
+                        assert await ws.recv() == frame
+                await until(lambda: not proxy.sessions, "the session to end")
+            finally:
+                await proxy.close()
+            return upstream.received
+
+    assert run(scenario()) == frames
+    envelopes = check_session(read_raw(settings, 3 + 2 * len(frames)))
+    for direction in ("client", "server"):
+        relayed = [e for e in envelopes[1:-1] if e["direction"] == direction]
+        numbers = [e["payload"]["n"] for e in relayed if e["type"] == "input_audio_buffer.append"]
+        assert numbers == list(range(len(frames)))
