@@ -119,9 +119,14 @@ class SessionAgent:
         while len(self.closed) > CLOSED_MEMORY:
             self.closed.popitem(last=False)
 
+    def destination(self, record: dict[str, Any]) -> faust.TopicT:
+        """Where a record goes: the agent's output topic, unless a subclass routes it."""
+        return self.out
+
     async def _send(self, session_id: str, records: list[dict[str, Any]]) -> None:
         for record in records:
-            await self.out.send(key=session_id.encode(), value=json.dumps(record).encode())
+            topic = self.destination(record)
+            await topic.send(key=session_id.encode(), value=json.dumps(record).encode())
 
     async def _reject(self, event: EventT, error: str, session_id: str | None) -> None:
         # The redacted topic holds no raw PII, so the dead letter keeps the bytes.

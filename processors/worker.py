@@ -14,8 +14,7 @@ from voxledger.processors.app import create_app
 from voxledger.processors.cost import load_catalog
 from voxledger.processors.cost_agent import CostAgent
 from voxledger.processors.metrics import serve_metrics
-from voxledger.processors.policy import load_policy
-from voxledger.processors.policy_agent import PolicyAgent
+from voxledger.processors.policy_agent import PolicyAgent, tenant_policies
 from voxledger.processors.redact_agent import RedactAgent, pseudonym_secret
 from voxledger.processors.redaction import Redactor
 
@@ -29,8 +28,10 @@ def run_worker(settings: Settings, worker_index: int = 0, loglevel: str = "info"
     app = create_app(settings)
     topics = settings.topics
     RedactAgent(settings, redactor, pseudonym_secret(settings)).register(app)
-    PolicyAgent(settings, load_policy()).register(app, topics.redacted, topics.findings)
-    CostAgent(settings, load_catalog()).register(app, topics.redacted, topics.costs)
+    policies = tenant_policies(settings)  # a bad policy file stops start-up, naming the line
+    PolicyAgent(settings, policies).register(app, topics.redacted, topics.findings)
+    catalog = load_catalog(settings.processors.price_catalog)
+    CostAgent(settings, catalog).register(app, topics.redacted, topics.costs)
     metrics_port = settings.processors.metrics_port
     serve_metrics(
         settings.processors.metrics_host, metrics_port + worker_index if metrics_port else 0

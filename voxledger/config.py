@@ -126,6 +126,8 @@ class ProcessorSettings(_Frozen):
     commit_interval_s: float = Field(1.0, gt=0)
     # A session silent this long has its held deltas released (redacted as assembled so far).
     idle_release_s: float = Field(60.0, gt=0)
+    policy_file: Path | None = None  # default: the shipped policies/default.yaml
+    price_catalog: Path | None = None  # default: the shipped prices/catalog.yaml
 
 
 class WarehouseSettings(_Frozen):

@@ -228,3 +228,54 @@ def test_policy_agent_gives_each_session_a_verdict(
     assert all(r["price_entry"] and r["cost_usd"] for r in responses)
     total = sum(Decimal(r["cost_usd"]) for r in responses)
     assert Decimal(summaries[honest]["total_usd"]) >= total > 0
+
+
+def test_tenant_policy_override_and_session_budget_apply_in_the_running_agents(
+    pipeline_settings: Settings, processors: Processors, tmp_path: Path, monkeypatch
+) -> None:
+    override = tmp_path / "acme-us.yaml"
+    override.write_text(
+        'tenant: acme-us\npolicy_version: "2026.11.0+acme-us.test"\n'
+        "rules:\n  ai_disclosure:\n    action: needs_review\n"
+    )
+    config = tmp_path / "voxledger.toml"
+    config.write_text(
+        (REPO / "examples" / "voxledger.toml")
+        .read_text()
+        .replace(
+            'upstream = { api_key_env = "OPENAI_API_KEY" }',
+            'upstream = { api_key_env = "OPENAI_API_KEY" }\n'
+            f"policy_file = {json.dumps(str(override))}\n"
+            "budgets = { per_session_usd = 0.0001 }",
+        )
+    )
+    monkeypatch.setenv("VOXLEDGER_CONFIG", str(config))
+    settings = pipeline_settings
+    processors.start()
+    (us_call,) = asyncio.run(call_through_proxy(settings, "denies_ai_en"))
+    (eu_call,) = asyncio.run(call_through_proxy(settings, "denies_ai_en", api_key="vx-demo-eu"))
+    records = read_topic(
+        settings,
+        settings.topics.findings.name,
+        lambda found: sum(r["kind"] == "verdict" for r in found) >= 2,
+    )
+    verdicts = {r["session_id"]: r for r in records if r["kind"] == "verdict"}
+    # acme-us is judged by its override; acme-eu, without one, by the default policy.
+    assert verdicts[us_call]["policy_version"] == "2026.11.0+acme-us.test"
+    assert verdicts[eu_call]["policy_version"] == "2026.11.0"
+    actions = {
+        (r["session_id"], r["rule_id"]): r["action"] for r in records if r["kind"] == "finding"
+    }
+    assert actions[(us_call, "ai_disclosure")] == "needs_review"
+    assert actions[(eu_call, "ai_disclosure")] == "fail"
+    # The per-session budget of acme-us ($0.0001) is crossed at 80 % and at 100 %, once each.
+    budget = [r for r in records if r.get("rule_id") == "budget.per_session"]
+    assert sorted(r["severity"] for r in budget) == ["high", "medium"]
+    assert {r["session_id"] for r in budget} == {us_call}
+    assert all(r["tenant"] == "acme-us" and r["evidence"] for r in budget)
+    costs = read_topic(
+        settings,
+        settings.topics.costs.name,
+        lambda found: sum(r["kind"] == "session_summary" for r in found) >= 2,
+    )
+    assert {r["tenant"] for r in costs} == {"acme-us", "acme-eu"}
