@@ -10,12 +10,20 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from voxledger.config import Settings, Tenant
-from voxledger.envelope import UNPARSED_TYPE, Direction, Envelope, envelope_schema, parse_frame
+from voxledger.envelope import (
+    MAX_MESSAGE_BYTES,
+    UNPARSED_TYPE,
+    Direction,
+    Envelope,
+    envelope_schema,
+    message_bytes,
+    parse_frame,
+)
 from voxledger.errors import BrokerError, TopicError, VoxLedgerError
 from voxledger.ingest.capture import SESSION_CLOSED, SessionCapture, SessionContext
 from voxledger.kafka import bootstrap_servers, producer_config
@@ -134,7 +142,7 @@ class RawTopicWriter:
         self.sent = 0
 
     def publish(self, envelope: Envelope) -> None:
-        self.publish_bytes(envelope.key(), envelope.to_bytes())
+        self.publish_bytes(envelope.key(), message_bytes(envelope))
 
     def publish_bytes(self, key: bytes, value: bytes) -> None:
         while True:
@@ -143,6 +151,8 @@ class RawTopicWriter:
                 break
             except BufferError:  # local queue full: let librdkafka send some first
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                raise BrokerError(f"cannot publish to {self.topic}: {exc.args[0].str()}") from None
         self.sent += 1
         self._producer.poll(0)
 
@@ -223,7 +233,10 @@ def _import_file(path: Path, owner: Tenant | None, writer: RawTopicWriter) -> Fi
         if isinstance(envelope, Envelope):
             summary.count(envelope)
             summary.republished += 1
-            writer.publish_bytes(envelope.key(), line)  # as it was: same envelope_id
+            if len(line) > MAX_MESSAGE_BYTES:  # too big for Kafka: a flagged excerpt
+                writer.publish(envelope)
+            else:
+                writer.publish_bytes(envelope.key(), line)  # as it was: same envelope_id
         elif isinstance(envelope, str):
             splitter.unparsed(line, envelope)
         else:

@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from voxledger.config import Settings
-from voxledger.envelope import Envelope
+from voxledger.envelope import Envelope, message_bytes
 from voxledger.ingest.metrics import PublisherMetrics
 from voxledger.ingest.spool import Spool, SpoolRecord
 from voxledger.kafka import producer_config
@@ -105,7 +105,7 @@ class Publisher:
 
     def publish(self, envelope: Envelope) -> bool:
         """Queue one envelope for the raw topic; True when it went to the spool. Never blocks."""
-        record = SpoolRecord(self.topic, envelope.key(), envelope.to_bytes())
+        record = SpoolRecord(self.topic, envelope.key(), message_bytes(envelope))
         with self._changed:
             self.published += 1
             if not self._spooling:

@@ -19,6 +19,9 @@ from voxledger.envelope import utc_now
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("6f2d8f8e-1c1b-4c55-9a55-6b1f0f4f7d11")
 MAX_ERROR_CHARS = 2000
+# The redacted rendering is for a reader; the offset and sha256 point at the whole input.
+# Bounded: NER time grows faster than the text (30 KB of brackets took spaCy 4 minutes).
+MAX_RENDERED_CHARS = 2000
 
 
 class DeadLetter(BaseModel):
@@ -69,8 +72,19 @@ class DeadLetter(BaseModel):
             original_bytes=len(original),
             original_sha256=hashlib.sha256(original).hexdigest(),
             original_b64=None if redact else base64.b64encode(original).decode(),
-            original_redacted=redact(original.decode(errors="replace")) if redact else None,
+            original_redacted=_rendering(original, redact) if redact else None,
         )
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+def _rendering(original: bytes, redact: Callable[[str], str]) -> str:
+    """The input as text, redacted; a long one only up to a token boundary near the limit
+    (never mid-value, where a cut-off number might no longer read as one)."""
+    text = original.decode(errors="replace")
+    if len(text) <= MAX_RENDERED_CHARS:
+        return redact(text)
+    head = text[:MAX_RENDERED_CHARS]
+    cut = max(head.rfind(c) for c in ' \n\t",:{}[]')
+    return redact(head[: max(cut, 0)]) + f" […cut: {len(original)} bytes in all]"

@@ -13,13 +13,30 @@ from typing import Any, Literal
 
 import orjson
 import uuid_utils
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 from voxledger.errors import EnvelopeError
 
 ENVELOPE_VERSION = 1
 # A frame that is not a JSON object with a string `type` is carried under this type.
 UNPARSED_TYPE = "voxledger.unparsed"
+# Events nested deeper are kept as raw text: Envelope.from_bytes reads 200 levels at most,
+# and orjson writes 255; Realtime events (tool schemas included) stay far below.
+MAX_EVENT_DEPTH = 128
+# VoxLedger's own event types (session.opened/closed, unparsed): never taken from a frame,
+# or a client could end its session downstream by sending `voxledger.session.closed`.
+RESERVED_TYPE_PREFIX = "voxledger."
+# An envelope travels as one Kafka message, and librdkafka and Kafka brokers refuse those
+# beyond about 1 MB by default: a bigger event keeps a flagged excerpt (see message_bytes).
+MAX_MESSAGE_BYTES = 900_000
+EXCERPT_CHARS = 16 * 1024
 
 Direction = Literal["client", "server"]
 Source = Literal["proxy", "sideband", "import"]
@@ -89,6 +106,15 @@ class Envelope(BaseModel):
     source: Source
     payload: dict[str, Any]
 
+    @field_validator("observed_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        # Written as UTC: an instant UTC cannot hold (year 1 at +01:00) would fail every write.
+        try:
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:
+            raise ValueError("not representable as a UTC time") from None
+
     @field_serializer("observed_at")
     def _utc_micros(self, value: datetime) -> str:
         return format_observed_at(value)
@@ -134,6 +160,31 @@ class Envelope(BaseModel):
             raise EnvelopeError(_first_problem(exc)) from None
 
 
+def message_bytes(envelope: Envelope) -> bytes:
+    """The envelope as one Kafka message: to_bytes(), or for an event too big to publish,
+    an unparsed envelope with the event's first EXCERPT_CHARS characters, size and sha256."""
+    data = envelope.to_bytes()
+    if len(data) <= MAX_MESSAGE_BYTES:
+        return data
+    payload = envelope.payload
+    text = payload.get("raw_text")
+    if not isinstance(text, str):
+        text = json.dumps(payload, ensure_ascii=False, default=str)
+    problem = (
+        f"{envelope.type} event of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} bytes "
+        f"a message may hold: its first {EXCERPT_CHARS} characters are kept"
+    )
+    excerpt = {
+        "raw_text": text[:EXCERPT_CHARS],
+        "parse_error": problem,
+        "event_type": envelope.type,
+        "event_bytes": len(text.encode()),
+        "event_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+    cut = envelope.model_copy(update={"type": UNPARSED_TYPE, "payload": excerpt})
+    return cut.to_bytes()
+
+
 _FIELD_NAMES = tuple(Envelope.model_fields)
 # Types orjson would write its own way are handed to `default`, which refuses them.
 _ORJSON_PLAIN = (
@@ -160,7 +211,12 @@ def parse_frame(frame: str | bytes) -> tuple[str, dict[str, Any]]:
     except orjson.JSONDecodeError:
         return _parse_frame_exactly(frame)
     # orjson reads integers beyond 64 bits as floats; the standard parser keeps them exact.
-    if isinstance(event, dict) and isinstance(event.get("type"), str) and not _has_huge(event):
+    if (
+        isinstance(event, dict)
+        and isinstance(event.get("type"), str)
+        and not event["type"].startswith(RESERVED_TYPE_PREFIX)
+        and not _has_huge(event)
+    ):
         return event["type"], event
     return _parse_frame_exactly(frame)
 
@@ -168,13 +224,40 @@ def parse_frame(frame: str | bytes) -> tuple[str, dict[str, Any]]:
 _HUGE = float(2**63)
 
 
-def _has_huge(value: Any) -> bool:
-    """Any float of magnitude 2**63 or more (orjson may have read it from an integer)."""
+def _has_huge(value: Any, depth: int = 1) -> bool:
+    """Any float of magnitude 2**63 or more (orjson may have read it from an integer),
+    or nesting beyond MAX_EVENT_DEPTH: either way the exact reading decides."""
+    if depth > MAX_EVENT_DEPTH:
+        return True
     if isinstance(value, dict):
-        return any(_has_huge(v) for v in value.values() if type(v) is not str)
+        return any(_has_huge(v, depth + 1) for v in value.values() if type(v) is not str)
     if isinstance(value, list):
-        return any(_has_huge(v) for v in value if type(v) is not str)
+        return any(_has_huge(v, depth + 1) for v in value if type(v) is not str)
     return type(value) is float and not -_HUGE < value < _HUGE
+
+
+def _too_deep(value: Any) -> bool:
+    """Containers nested beyond MAX_EVENT_DEPTH (iterative: no recursion limit to hit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > MAX_EVENT_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+def _is_unicode(event: Any) -> bool:
+    """False when a string holds a lone surrogate (`"\\ud800"` is valid JSON, not text)."""
+    try:
+        json.dumps(event, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_frame_exactly(frame: str | bytes) -> tuple[str, dict[str, Any]]:
@@ -190,16 +273,30 @@ def _parse_frame_exactly(frame: str | bytes) -> tuple[str, dict[str, Any]]:
             }
     else:
         text = frame
+        if not _is_unicode(text):  # only a Python caller can pass such a str
+            return UNPARSED_TYPE, {
+                "raw_b64": base64.b64encode(text.encode(errors="surrogatepass")).decode(),
+                "parse_error": "text frame is not valid Unicode (lone surrogates)",
+            }
     try:
         event = json.loads(text)
     except json.JSONDecodeError as exc:
         return UNPARSED_TYPE, {"raw_text": text, "parse_error": f"invalid JSON: {exc}"}
     except RecursionError:
         return UNPARSED_TYPE, {"raw_text": text, "parse_error": "invalid JSON: nested too deeply"}
+    if _too_deep(event):
+        problem = f"JSON nested more than {MAX_EVENT_DEPTH} levels deep"
+        return UNPARSED_TYPE, {"raw_text": text, "parse_error": problem}
+    if not _is_unicode(event):
+        problem = "JSON string holds a lone surrogate escape (not Unicode text)"
+        return UNPARSED_TYPE, {"raw_text": text, "parse_error": problem}
     if not isinstance(event, dict):
         return UNPARSED_TYPE, {"raw_text": text, "parse_error": "JSON frame is not an object"}
     if not isinstance(event.get("type"), str):
         return UNPARSED_TYPE, {"raw_text": text, "parse_error": "event has no string `type`"}
+    if event["type"].startswith(RESERVED_TYPE_PREFIX):
+        problem = f"event type {event['type'][:100]!r} is reserved for VoxLedger's own events"
+        return UNPARSED_TYPE, {"raw_text": text, "parse_error": problem}
     return event["type"], event
 
 

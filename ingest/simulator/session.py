@@ -521,6 +521,9 @@ def _parse(frame: str | bytes) -> dict[str, Any]:
         event = json.loads(frame)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ClientEventError("invalid_json", f"Invalid JSON in client event: {exc}.") from None
+    except RecursionError:  # json.loads gives up near 1,000 levels: the socket stays open
+        problem = "Invalid JSON in client event: nested too deeply."
+        raise ClientEventError("invalid_json", problem) from None
     if not isinstance(event, dict):
         raise ClientEventError("invalid_json", "A client event must be a JSON object.")
     if not isinstance(event.get("type"), str):
