@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,8 +115,10 @@ class Sink:
         group_id: str = GROUP_ID,
         commit: bool = True,
         store: Store | None = None,
+        after_flush: Callable[[set[str]], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.after_flush = after_flush  # called with the tables a flush wrote to
         self.store = store or open_store(settings)
         self.commit = commit
         topics = settings.topics
@@ -130,6 +132,7 @@ class Sink:
             raise SinkError("the raw topic and the sink's four topics must all differ")
         self.raw_topic = topics.raw.name
         self.batches: dict[tuple[str, int], Batch] = {}
+        self.tables_written: set[str] = set()
         self.ahead: dict[tuple[str, int], list[DataFile]] = {}  # files at or past the batch
         self.stats = SinkStats()
         self.held = 0  # rows held in all batches: flush_max_rows bounds it
@@ -369,6 +372,9 @@ class Sink:
             except KafkaException as exc:  # files are durable: a replay rewrites the same names
                 log.warning("offset commit failed (will replay): %s", exc.args[0].str())
         self.stats.flushes += 1
+        if self.after_flush and self.tables_written:
+            self.after_flush(self.tables_written)
+        self.tables_written = set()
 
     def _write(self, batch: Batch, last: int) -> None:
         name = data_file_name(batch.topic, batch.partition, batch.start, last)
@@ -379,6 +385,7 @@ class Sink:
             path = self.store.file_path(table, day, name)
             self.store.write_table(path, arrow)
             written.add(path)
+            self.tables_written.add(table)
             self.stats.rows_written += arrow.num_rows
             self.stats.rows_erased += erased
             self.stats.files_written += 1
@@ -445,6 +452,23 @@ def _seek_back(files: list[DataFile], start: int) -> int:
 
 def run_sink(settings: Settings) -> SinkStats:
     """`voxledger sink`: run until SIGTERM/Ctrl-C, then flush, commit and leave."""
-    sink = Sink(settings)
+    sink = Sink(settings, after_flush=budget_check(settings))
     sink.install_signal_handlers()
     return sink.run()
+
+
+def budget_check(settings: Settings) -> Callable[[set[str]], None] | None:
+    """After a flush that landed costs, look for daily/monthly budget crossings."""
+    if not any(t.budgets.daily_usd or t.budgets.monthly_usd for t in settings.tenants):
+        return None
+    from voxledger.warehouse.budgets import BudgetAlerts
+    from voxledger.warehouse.db import connect
+
+    alerts = BudgetAlerts(settings)
+
+    def check(tables: set[str]) -> None:
+        if COSTS in tables:
+            with connect(settings, read_only=True) as db:
+                alerts.check(db)
+
+    return check

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from voxledger.config import Budgets
 from voxledger.processors.cost.records import money
 
-__all__ = ["BUDGET_NAMESPACE", "THRESHOLDS", "BudgetWatch", "budget_findings"]
+__all__ = ["BUDGET_NAMESPACE", "THRESHOLDS", "BudgetWatch", "budget_finding", "budget_findings"]
 
 BUDGET_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://voxledger.dev/budget-findings")
 BUDGET_VERSION = "budgets-v1"  # what `policy_version` says on budget findings: config, not policy
@@ -35,50 +35,57 @@ def budget_limit(budgets: Budgets, scope: Scope) -> Decimal | None:
     }[scope]
 
 
-def budget_findings(
+def budget_finding(
     *,
     tenant: str,
     scope: Scope,
     period: str,
     limit: Decimal,
-    spent_before: Decimal,
-    spent_after: Decimal,
+    share: Decimal,
+    spent: Decimal,
     session_id: str,
     observed_at: str,
     evidence: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The finding for spend having reached `share` of a budget (`spent` so far)."""
+    severity = dict(THRESHOLDS)[share]
+    label = "overrun" if share >= 1 else f"{share * 100:.0f} % reached"
+    return {
+        "kind": "finding",
+        "finding_id": str(uuid.uuid5(BUDGET_NAMESPACE, f"{tenant}|{scope}|{period}|{share}")),
+        "session_id": session_id,
+        "rule_id": f"budget.{scope}",
+        "policy_version": BUDGET_VERSION,
+        "severity": severity,
+        "status": "open",
+        "action": "needs_review",
+        "message": (
+            f"{scope.replace('_', ' ')} budget {label} for tenant {tenant} ({period}): "
+            f"${money(spent)} of ${money(limit)}"
+        ),
+        "evidence": evidence or [],
+        "observed_at": observed_at,
+        "tenant": tenant,
+        "budget_scope": scope,
+        "budget_period": period,
+        "budget_limit_usd": money(limit),
+        "spent_usd": money(spent),
+    }
+
+
+def budget_findings(
+    *,
+    spent_before: Decimal,
+    spent_after: Decimal,
+    limit: Decimal,
+    **finding: Any,
 ) -> list[dict[str, Any]]:
     """The findings for thresholds that spend crossed going from `spent_before` to `spent_after`."""
-    out = []
-    for share, severity in THRESHOLDS:
-        threshold = limit * share
-        if not spent_before < threshold <= spent_after:
-            continue
-        key = f"{tenant}|{scope}|{period}|{share}"
-        label = "overrun" if share >= 1 else f"{share * 100:.0f} % reached"
-        out.append(
-            {
-                "kind": "finding",
-                "finding_id": str(uuid.uuid5(BUDGET_NAMESPACE, key)),
-                "session_id": session_id,
-                "rule_id": f"budget.{scope}",
-                "policy_version": BUDGET_VERSION,
-                "severity": severity,
-                "status": "open",
-                "action": "needs_review",
-                "message": (
-                    f"{scope.replace('_', ' ')} budget {label} for tenant {tenant} ({period}): "
-                    f"${money(spent_after)} of ${money(limit)}"
-                ),
-                "evidence": evidence or [],
-                "observed_at": observed_at,
-                "tenant": tenant,
-                "budget_scope": scope,
-                "budget_period": period,
-                "budget_limit_usd": money(limit),
-                "spent_usd": money(spent_after),
-            }
-        )
-    return out
+    return [
+        budget_finding(limit=limit, share=share, spent=spent_after, **finding)
+        for share, _severity in THRESHOLDS
+        if spent_before < limit * share <= spent_after
+    ]
 
 
 @dataclass
