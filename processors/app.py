@@ -43,6 +43,11 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.processors.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Batch outputs: with faust's default (no linger, 16 KiB batches) every record was its
+        # own produce request, and socket writes took most of the agents' time.
+        producer_linger_ms=20,
+        producer_max_batch_size=1024 * 1024,
+        producer_compression_type="zstd",
         web_enabled=False,
         table_standby_replicas=0,
         # Agents hold inputs unacknowledged on purpose (open sessions, held deltas); waiting
