@@ -284,15 +284,33 @@ def check_read_only(query: str) -> None:
         )
 
 
-def read_query(settings: Settings, query: str) -> tuple[list[str], list[tuple]]:
-    """Column names and rows of one read-only query; WarehouseError with DuckDB's message."""
+def read_query(
+    settings: Settings, query: str, max_rows: int | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of one read-only query from a user (CLI, dashboard SQL page).
+
+    Besides the statement check, the connection may read only the Parquet root: the data dir
+    also holds the pseudonym key and the dashboard's audit file. WarehouseError carries
+    DuckDB's message.
+    """
     check_read_only(query)
     con = connect(settings, read_only=True)
     try:
+        restrict_file_access(con, settings)
         cursor = con.execute(query)
         columns = [d[0] for d in cursor.description or []]
-        return columns, cursor.fetchall()
+        rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows)
+        return columns, rows
     except duckdb.Error as exc:
         raise WarehouseError(str(exc)) from None
     finally:
         con.close()
+
+
+def restrict_file_access(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Let `con` read files under the warehouse root only, and lock that setting."""
+    root = warehouse_root(settings)
+    allowed = root if "://" in root else str(Path(root).resolve())
+    con.execute("SET allowed_directories = ?", [[allowed]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")

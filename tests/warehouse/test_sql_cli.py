@@ -114,6 +114,16 @@ def test_writes_are_refused(env: dict[str, str], statement: str, clean_env: Path
     assert run("sql", "SELECT count(*) AS n FROM sessions", "--format", "json").exit_code == 0
 
 
+def test_files_outside_the_warehouse_cannot_be_read(env: dict[str, str], tmp_path: Path) -> None:
+    secret = tmp_path / "pseudonym.key"
+    secret.write_text("not for SQL users")
+    for query in (f"SELECT * FROM read_text('{secret}')", "SELECT * FROM read_text('/etc/passwd')"):
+        result = run("sql", query, "--format", "json")
+        assert result.exit_code == 2, result.output
+        assert "not for SQL users" not in result.output and "root:" not in result.output
+    assert run("sql", "SELECT count(*) AS n FROM events", "--format", "json").exit_code == 0
+
+
 def test_session_show_prints_turns_costs_and_findings(env: dict[str, str], warehouse: Any) -> None:
     result = run("session", "show", "mcp-tools")
     assert result.exit_code == 0, result.output
