@@ -23,6 +23,15 @@ LAYER_COMMANDS: dict[str, str] = {
     "policy": "voxledger.processors.policy_cli:policy_group",
     "cost": "voxledger.processors.cost_cli:cost_command",
     "prices": "voxledger.processors.cost_cli:prices_group",
+    "sql": "voxledger.warehouse.cli:sql_command",
+    "session": "voxledger.warehouse.cli:session_group",
+    "warehouse": "voxledger.warehouse.cli:warehouse_group",
+    "sink": "voxledger.warehouse.sink_cli:sink_command",
+    "compact": "voxledger.warehouse.sink_cli:compact_command",
+    "rebuild": "voxledger.warehouse.sink_cli:rebuild_command",
+    "erase": "voxledger.warehouse.sink_cli:erase_command",
+    "reconcile": "voxledger.warehouse.reconcile_cli:reconcile_command",
+    "dashboard": "voxledger.dashboard.cli:command",
 }
 
 
@@ -183,11 +192,17 @@ def config_hash_key(client_key: str) -> None:
     default=False,
     help="Stop everything once the run is over instead of serving until Ctrl-C.",
 )
-def demo(sessions: int, exit_when_done: bool) -> None:
+@click.option("--proxy-port", type=int, default=8080, show_default=True)
+@click.option("--simulator-port", type=int, default=8765, show_default=True)
+@click.option("--dashboard-port", type=int, default=8501, show_default=True)
+def demo(
+    sessions: int, exit_when_done: bool, proxy_port: int, simulator_port: int, dashboard_port: int
+) -> None:
     """Run the main job end to end on the embedded default."""
-    from voxledger.demo import run_demo
+    from voxledger.demo import Ports, run_demo
 
-    run_demo(settings(), sessions=sessions, serve=not exit_when_done)
+    ports = Ports(simulator=simulator_port, proxy=proxy_port, dashboard=dashboard_port)
+    run_demo(settings(), sessions=sessions, serve=not exit_when_done, ports=ports)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The main job: the whole pipeline on the embedded default, driven by scripted calls.
 
-It runs each role as its own `voxledger` process, as production does, so it imports no
-layer: broker, simulator, proxy and processors start, the scripted calls go through the
-official openai SDK and the proxy, and Ctrl-C stops every process it started.
+It runs each role as its own `voxledger` process, as production does: broker, simulator,
+proxy, processors and sink start, the scripted calls go through the official openai SDK and
+the proxy, and once the warehouse has every session the dashboard serves it. Ctrl-C stops
+every process it started.
 """
 
 from __future__ import annotations
@@ -26,13 +27,25 @@ from voxledger.errors import VoxLedgerError
 from voxledger.kafka import client_config
 from voxledger.topics import ensure_topics
 
-SIMULATOR_PORT = 8765
-PROXY_PORT = 8080
 READY_TIMEOUT_S = 60.0
 CATCH_UP_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 30.0
 # The scripted call of an EU tenant whose traffic does not reach eu.api.openai.com.
 EU_SCENARIO = "eu_wrong_host_en"
+# The demo users of examples/voxledger.toml; a login is printed only if the config agrees.
+DEMO_LOGINS = {
+    "finance": "finance-demo",
+    "compliance": "compliance-demo",
+    "engineer": "engineer-demo",
+    "admin": "admin-demo",
+}
+
+
+@dataclass(frozen=True)
+class Ports:
+    simulator: int = 8765
+    proxy: int = 8080
+    dashboard: int = 8501
 
 
 @dataclass
@@ -41,6 +54,7 @@ class Stack:
 
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    redacted: int = 0  # redacted envelopes the processors produced: what the sink must land
 
     def start(self, name: str, *args: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -69,24 +83,20 @@ class Stack:
                 process.wait()
 
 
-def run_demo(settings: Settings, *, sessions: int, serve: bool) -> None:
+def run_demo(settings: Settings, *, sessions: int, serve: bool, ports: Ports | None = None) -> None:
     """Run the pipeline, place `sessions` scripted calls, print what landed; serve if asked."""
+    ports = ports or Ports()
     stack = Stack(settings.data_dir / "logs")
     started_broker = _ensure_broker(settings)
     try:
-        for port in (SIMULATOR_PORT, PROXY_PORT):
+        for port in (ports.simulator, ports.proxy, ports.dashboard):
             _check_port_free(port)
-        _start_pipeline(stack)
-        _place_calls(stack, sessions)
+        _start_pipeline(stack, ports)
+        _place_calls(stack, sessions, ports)
         _report(settings, stack)
+        _wait_for_warehouse(settings, stack)
         if serve:
-            click.echo(
-                f"\nVoxLedger is running. Point an openai SDK client at the proxy:\n"
-                f'  AsyncOpenAI(api_key="vx-demo-us", websocket_base_url='
-                f'"ws://127.0.0.1:{PROXY_PORT}/v1")\n'
-                f"Proxy metrics: http://127.0.0.1:{PROXY_PORT}/metrics · "
-                f"logs: {stack.log_dir}\nPress Ctrl-C to stop."
-            )
+            _serve_dashboard(settings, stack, ports)
             _wait_for_interrupt()
     finally:
         click.echo("stopping…")
@@ -105,19 +115,22 @@ def _ensure_broker(settings: Settings) -> bool:
     return True
 
 
-def _start_pipeline(stack: Stack) -> None:
-    stack.start("simulator", "simulate-upstream", "--port", str(SIMULATOR_PORT), "--fast")
-    _wait_for_port(stack, "simulator", SIMULATOR_PORT)
-    upstream = f"ws://127.0.0.1:{SIMULATOR_PORT}/v1"
-    stack.start("proxy", "proxy", "--port", str(PROXY_PORT), "--upstream-url", upstream)
-    _wait_for_port(stack, "proxy", PROXY_PORT)
+def _start_pipeline(stack: Stack, ports: Ports) -> None:
+    stack.start("simulator", "simulate-upstream", "--port", str(ports.simulator), "--fast")
+    _wait_for_port(stack, "simulator", ports.simulator)
+    upstream = f"ws://127.0.0.1:{ports.simulator}/v1"
+    stack.start("proxy", "proxy", "--port", str(ports.proxy), "--upstream-url", upstream)
+    _wait_for_port(stack, "proxy", ports.proxy)
     stack.start("processors", "processors")
-    click.echo(f"simulator {upstream} · proxy ws://127.0.0.1:{PROXY_PORT}/v1 · processors up")
+    stack.start("sink", "sink")
+    click.echo(
+        f"simulator {upstream} · proxy ws://127.0.0.1:{ports.proxy}/v1 · processors · sink up"
+    )
 
 
-def _place_calls(stack: Stack, sessions: int) -> None:
+def _place_calls(stack: Stack, sessions: int, ports: Ports) -> None:
     """Scripted calls through the proxy: the US tenant's library, then one EU call."""
-    target = f"ws://127.0.0.1:{PROXY_PORT}/v1"
+    target = f"ws://127.0.0.1:{ports.proxy}/v1"
     common = ["loadgen", "--target", target, "--duration", "0", "--concurrency", "4", "--fast"]
     us = subprocess.run(
         [
@@ -177,6 +190,81 @@ def _report(settings: Settings, stack: Stack) -> None:
     click.echo("\nwhat landed:")
     for name, count in counts.items():
         click.echo(f"  {name}: {count} messages")
+    stack.redacted = counts[topics.redacted.name]
+
+
+def _wait_for_warehouse(settings: Settings, stack: Stack) -> None:
+    """Wait until the sink landed every redacted envelope and every session has its verdict."""
+    from voxledger.warehouse.db import connect
+
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    with click.progressbar(length=max(stack.redacted, 1), label="warehouse ") as bar:
+        while True:
+            stack.check("sink")
+            with connect(settings, read_only=True) as db:
+                events, open_sessions = db.execute(
+                    "SELECT (SELECT count(*) FROM events),"
+                    " (SELECT count(*) FROM sessions WHERE verdict IS NULL)"
+                ).fetchone()
+            bar.update(min(events, bar.length) - bar.pos)
+            if events >= stack.redacted and not open_sessions:
+                break
+            if time.monotonic() > deadline:
+                raise VoxLedgerError(
+                    f"the warehouse has {events} of {stack.redacted} events after "
+                    f"{CATCH_UP_TIMEOUT_S:.0f} s; see {stack.log_dir}/sink.log"
+                )
+            time.sleep(0.5)
+    _summarise(settings)
+
+
+def _summarise(settings: Settings) -> None:
+    """What a user would ask first: how many calls, how did they do, what did they cost."""
+    from voxledger.warehouse.db import connect
+
+    with connect(settings, read_only=True) as db:
+        sessions, passed, failed, review, spend = db.execute(
+            "SELECT count(*), count(*) FILTER (verdict = 'pass'),"
+            " count(*) FILTER (verdict = 'fail'), count(*) FILTER (verdict = 'needs_review'),"
+            " coalesce(sum(cost_usd), 0) FROM sessions"
+        ).fetchone()
+        rules = db.execute(
+            "SELECT rule_id, count(*) FROM findings GROUP BY rule_id ORDER BY 2 DESC, 1"
+        ).fetchall()
+    click.echo(
+        f"\nwarehouse: {sessions} sessions · {passed} pass, {failed} fail, {review} to review"
+        f" · spend ${spend:,.4f}"
+    )
+    if rules:
+        click.echo("findings: " + ", ".join(f"{rule} {count}" for rule, count in rules))
+    click.echo('try: voxledger sql "SELECT * FROM sessions LIMIT 5"')
+
+
+def _serve_dashboard(settings: Settings, stack: Stack, ports: Ports) -> None:
+    stack.start("dashboard", "dashboard", "--port", str(ports.dashboard))
+    _wait_for_port(stack, "dashboard", ports.dashboard)
+    click.echo(
+        f"\nVoxLedger is running.\n"
+        f"  Dashboard: http://127.0.0.1:{ports.dashboard}\n"
+        f"  Logins:    {_demo_logins(settings) or 'none configured (see [dashboard.users])'}\n"
+        f'  Proxy:     AsyncOpenAI(api_key="vx-demo-us", '
+        f'websocket_base_url="ws://127.0.0.1:{ports.proxy}/v1")\n'
+        f"  Metrics:   http://127.0.0.1:{ports.proxy}/metrics\n"
+        f"  Logs:      {stack.log_dir}\n"
+        f"Press Ctrl-C to stop."
+    )
+
+
+def _demo_logins(settings: Settings) -> str:
+    """`user / password` for each demo user whose configured hash matches the demo password."""
+    import bcrypt
+
+    users = settings.dashboard.users
+    return " · ".join(
+        f"{name} / {password}"
+        for name, password in DEMO_LOGINS.items()
+        if name in users and bcrypt.checkpw(password.encode(), users[name].password_bcrypt.encode())
+    )
 
 
 class TopicCounts(dict[str, int]):
