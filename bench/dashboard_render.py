@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -115,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="build the warehouse here and keep it")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/run_all)")
     args = parser.parse_args()
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
     fixtures = load_fixtures()
@@ -134,13 +136,17 @@ def main() -> None:
             n for n in os.environ if n.startswith("VOXLEDGER_") and n != "VOXLEDGER_CONFIG"
         ]:
             del os.environ[name]
-        report(data_dir, config, events, seeded, cloned)
+        figures = report(data_dir, config, events, seeded, cloned)
+        if args.json:
+            args.json.write_text(json.dumps(figures))
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def report(data_dir: Path, config: Path, events: int, seeded: float, cloned: float) -> None:
+def report(
+    data_dir: Path, config: Path, events: int, seeded: float, cloned: float
+) -> dict[str, float]:
     from voxledger.config import load_settings
     from voxledger.dashboard.data import open_snapshot
     from voxledger.warehouse.db import refresh
@@ -158,10 +164,18 @@ def report(data_dir: Path, config: Path, events: int, seeded: float, cloned: flo
     print(f"seed (real processors) {seeded:.1f} s, clone to Parquet {cloned:.1f} s")
     print(f"snapshot of the views (once per cache period): {snapshot:.2f} s\n")
     print(f"{'page':<14}{'role':<12}{'cold query cache':>18}{'warm':>10}")
+    slowest = {"cold": 0.0, "warm": 0.0}
     for page, role in PAGES.items():
         cold = render(app, role, page)
         warm = render(app, role, page)
         print(f"{page:<14}{role:<12}{cold:>16.2f} s{warm:>8.2f} s")
+        slowest = {"cold": max(slowest["cold"], cold), "warm": max(slowest["warm"], warm)}
+    return {
+        "events": events,
+        "snapshot_s": snapshot,
+        "slowest_cold_s": slowest["cold"],
+        "slowest_warm_s": slowest["warm"],
+    }
 
 
 if __name__ == "__main__":

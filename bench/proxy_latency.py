@@ -409,6 +409,10 @@ class Level:
         failed = self.direct.failed or self.proxied.failed
         return busy or bool(failed) or self.pace(reference_s) < MIN_PACE
 
+    def added(self) -> dict[str, float]:
+        """Added latency at p50/p95/p99 (ms): the proxied run's percentile minus the direct's."""
+        return {f"p{q}": self.proxied.p(q) - self.direct.p(q) for q in (50, 95, 99)}
+
     def row(self, reference_s: float) -> str:
         def trio(get: Any) -> str:
             return " / ".join(f"{get(q):.2f}" for q in (50, 95, 99))
@@ -524,11 +528,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="1,50,200", help="comma-separated session counts")
     parser.add_argument("--quick", action="store_true", help="1 and 5 sessions, a short call")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/run_all)")
     args = parser.parse_args(argv)
     levels = [1, 5] if args.quick else [int(n) for n in args.sessions.split(",")]
     reference_s, results = asyncio.run(measure(levels, args.quick))
     command = " ".join([".venv/bin/python", "bench/proxy_latency.py", *(argv or sys.argv[1:])])
     print(report(reference_s, results, command), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({str(lv.sessions): lv.added() for lv in results}))
     return 0 if all(lv.direct.failed == lv.proxied.failed == 0 for lv in results) else 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -49,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("files", nargs="*", type=Path, help="labeled JSONL sets [default: shipped]")
     parser.add_argument("--repeat", type=int, default=5, help="passes over the set [default: 5]")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/run_all)")
     args = parser.parse_args()
     paths = args.files or default_eval_files()
     texts = utterances(paths)
@@ -68,6 +70,9 @@ def main() -> None:
         print(f"| {name} | {wall:.2f} | {count / wall:.0f} | {cpu:.2f} | {count / cpu:.0f} |")
     print(f"\nspeed-up: {stock_t[0] / ours_t[0]:.2f}x wall, {stock_t[1] / ours_t[1]:.2f}x CPU")
     print(f"command: .venv/bin/python {' '.join(sys.argv)}")
+    if args.json:
+        figures = {"ours_per_s": count / ours_t[0], "stock_per_s": count / stock_t[0]}
+        args.json.write_text(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ session and envelope ids.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -276,6 +277,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processor worker processes")
     parser.add_argument("--bootstrap", help="use this broker instead of starting tansu")
     parser.add_argument("--sink-only", action="store_true", help="measure the sink alone")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/run_all)")
     args = parser.parse_args()
     template, _ = read_envelopes(TEMPLATE)
     work = Path(tempfile.mkdtemp(prefix="vx-wh-bench-"))
@@ -411,6 +413,15 @@ def report(
         f"(runs: {n} envelopes for throughput; freshness {args.rate:.0f}/s for "
         f"{args.seconds:.0f} s; {args.workers} processor workers; {os.cpu_count()} cores)"
     )
+    if args.json:
+        figures = {
+            "sink_per_s": sink_rate.per_s,
+            "processors_per_s": proc_rate.per_s,
+            "end_to_end_per_s": e2e.per_s,
+            "freshness_p50_s": pct(total, 0.5),
+            "freshness_p95_s": pct(total, 0.95),
+        }
+        args.json.write_text(json.dumps(figures))
 
 
 if __name__ == "__main__":
