@@ -36,8 +36,11 @@ __all__ = [
     "FileSummary",
     "ImportSummary",
     "LogFileError",
+    "SessionSplitter",
+    "as_envelope",
     "event_direction",
     "import_logs",
+    "read_log",
     "session_id_from_file",
 ]
 
@@ -220,6 +223,23 @@ def _lines(path: Path) -> Iterator[bytes]:
         raise LogFileError(f"cannot read log file {path}: {exc.strerror}") from None
 
 
+def read_log(path: Path) -> Iterator[tuple[int, str]]:
+    """A recorded log's non-blank lines with their 1-based numbers, as text: bytes that are
+    not UTF-8 read as U+FFFD, so a line with a stray Latin-1 byte is still an event. The one
+    reading of recorded logs for `cost` and `policy check` (import keeps the bytes instead,
+    as the raw topic holds what was recorded). LogFileError when the file cannot be read."""
+    _readable(path)
+    try:
+        with path.open("rb") as log:
+            for number, raw in enumerate(log, start=1):
+                # A BOM on any line: logs saved by Windows editors, concatenated.
+                line = raw.decode("utf-8", errors="replace").strip().removeprefix("\ufeff")
+                if line:
+                    yield number, line
+    except OSError as exc:
+        raise LogFileError(f"cannot read log file {path}: {exc.strerror}") from None
+
+
 def _import_file(path: Path, owner: Tenant | None, writer: RawTopicWriter) -> FileSummary:
     summary = FileSummary(path)
 
@@ -227,9 +247,15 @@ def _import_file(path: Path, owner: Tenant | None, writer: RawTopicWriter) -> Fi
         summary.count(envelope)
         writer.publish(envelope)
 
-    splitter = _SessionSplitter(path, owner, publish)
+    context = SessionContext(
+        source="import",
+        tenant=owner.name if owner else None,
+        app=owner.app if owner else None,
+        region=owner.region if owner else None,
+    )
+    splitter = SessionSplitter(path, publish, context)
     for line in _lines(path):
-        envelope = _as_envelope(line)
+        envelope = as_envelope(line)
         if isinstance(envelope, Envelope):
             summary.count(envelope)
             summary.republished += 1
@@ -245,12 +271,13 @@ def _import_file(path: Path, owner: Tenant | None, writer: RawTopicWriter) -> Fi
     return summary
 
 
-def _as_envelope(line: bytes) -> Envelope | str | None:
+def as_envelope(line: str | bytes) -> Envelope | str | None:
     """The line as an Envelope v1 when it already is one (has `v` and `envelope_id`).
 
     A line that looks like an envelope but is not a valid one gives the reason instead.
     """
-    if not line.startswith(b"{") or b'"envelope_id"' not in line:
+    text = line if isinstance(line, bytes) else line.encode(errors="surrogatepass")
+    if not text.startswith(b"{") or b'"envelope_id"' not in text:
         return None
     try:
         data = json.loads(line)
@@ -279,7 +306,7 @@ def session_id_from_file(path: Path) -> str:
     return "import-" + _UNSAFE_IN_ID.sub("_", path.name)
 
 
-class _SessionSplitter:
+class SessionSplitter:
     """Cuts one log into sessions at each session.created, one SessionCapture per session.
 
     Events before the first session.created belong to the session it opens when all of them
@@ -289,27 +316,25 @@ class _SessionSplitter:
     file, `import-<file name>-<n>`.
     """
 
-    def __init__(self, path: Path, owner: Tenant | None, publish: Any) -> None:
+    def __init__(self, path: Path, publish: Any, context: SessionContext | None = None) -> None:
         self.file_session_id = session_id_from_file(path)
-        self.owner = owner
+        self.context = context or SessionContext(source="import")
         self.publish = publish
         self.opened = 0  # session.created events seen
         self.capture = self._new_capture()
         self.held_server_event = False
 
     def _new_capture(self) -> SessionCapture:
-        context = SessionContext(
-            source="import",
-            tenant=self.owner.name if self.owner else None,
-            app=self.owner.app if self.owner else None,
-            region=self.owner.region if self.owner else None,
-        )
-        return SessionCapture(context, self.publish, self.file_session_id)
+        return SessionCapture(self.context, self.publish, self.file_session_id)
 
-    def line(self, line: bytes) -> None:
+    def line(self, line: str | bytes) -> str | None:
+        """Capture one plain event line; for a line that is not a JSON event, why not."""
         event_type, payload = parse_frame(line)
+        problem = None
         if event_type == UNPARSED_TYPE:
             event_type, has_event_id = _recover(line)
+            problem = f"not a JSON event ({payload.get('parse_error')})"
+            problem += f"; looks like {event_type}" if event_type else ""
         else:
             has_event_id = isinstance(payload.get("event_id"), str) and bool(payload["event_id"])
         direction = event_direction(event_type, has_event_id)
@@ -318,6 +343,7 @@ class _SessionSplitter:
         elif self.capture.session_id is None and direction == "server":
             self.held_server_event = True
         self.capture.frame(direction, line)
+        return problem
 
     def _open(self, payload: dict[str, Any]) -> None:
         self.opened += 1
@@ -332,10 +358,11 @@ class _SessionSplitter:
             self.held_server_event = False
         self.capture.fallback_session_id = f"{self.file_session_id}-{self.opened}"
 
-    def unparsed(self, line: bytes, reason: str) -> None:
+    def unparsed(self, line: str | bytes, reason: str) -> None:
         """Keep a line that cannot be imported as it is, flagged with why."""
         direction = event_direction(*_recover(line))
-        payload = {"raw_text": line.decode(errors="replace"), "parse_error": reason}
+        text = line.decode(errors="replace") if isinstance(line, bytes) else line
+        payload = {"raw_text": text, "parse_error": reason}
         self.capture.event(direction, UNPARSED_TYPE, payload)
 
     def finish(self) -> None:
@@ -350,8 +377,9 @@ class _SessionSplitter:
         self.capture.flush()
 
 
-def _recover(line: bytes) -> tuple[str | None, bool]:
+def _recover(line: str | bytes) -> tuple[str | None, bool]:
     """Type and event_id presence of a line that is not valid JSON, e.g. cut off mid-event."""
-    found = _TYPE_IN_TEXT.search(line)
+    data = line if isinstance(line, bytes) else line.encode(errors="surrogatepass")
+    found = _TYPE_IN_TEXT.search(data)
     event_type = found.group(1).decode(errors="replace") if found else None
-    return event_type, _EVENT_ID_IN_TEXT.search(line) is not None
+    return event_type, _EVENT_ID_IN_TEXT.search(data) is not None

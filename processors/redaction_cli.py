@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ import click
 
 SECRET_ENV = "VOXLEDGER_PROCESSORS__PSEUDONYM_SECRET"  # the pipeline's secret: same tokens
 LANGUAGE_CHOICES = ["auto", "en", "es", "fr", "de", "ja"]
+_ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")  # how surrogateescape reads a byte not UTF-8
 
 
 def _redactor(ctx: click.Context) -> Any:
@@ -31,8 +34,17 @@ def _secret(env_name: str) -> bytes:
 
 
 def _stdin_lines() -> Iterator[str]:
-    for line in click.get_text_stream("stdin"):
-        yield line[:-1] if line.endswith("\n") else line
+    """stdin's lines; bytes that are not UTF-8 read as U+FFFD (every line is kept, so the
+    output still has the input's line count) and each such line named on stderr."""
+    binary = click.get_binary_stream("stdin")
+    # surrogateescape marks each undecodable byte, so the lines holding one can be named.
+    stream = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline=None)
+    for number, line in enumerate(stream, start=1):
+        line = line[:-1] if line.endswith("\n") else line
+        if not line.isascii() and _ESCAPED_BYTE.search(line):
+            click.echo(f"line {number}: not UTF-8; invalid bytes read as U+FFFD", err=True)
+            line = _ESCAPED_BYTE.sub("\ufffd", line)
+        yield line
 
 
 @click.command("redact")
@@ -65,7 +77,8 @@ def redact_command(
 
     Plain text lines are one session: a value gets the same pseudonym on every line. With
     --jsonl, streamed deltas are held until their final event and then written in order;
-    a line that is not an event is redacted as text and reported on stderr.
+    a line that is not an event is redacted as text and reported on stderr. Bytes that are
+    not UTF-8 are read as U+FFFD, and each line holding some is named on stderr.
     """
     from voxledger.processors.redaction import Pseudonyms
     from voxledger.processors.redaction._lines import JsonlRedactor, redact_lines

@@ -279,6 +279,10 @@ def load_catalog(path: str | Path | None = None) -> PriceCatalog:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError(f"cannot read price catalog {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(
+            f"price catalog {path} is not UTF-8 text (byte {exc.start}): is it a YAML file?"
+        ) from None
     return parse_catalog(text, str(path))
 
 

@@ -18,15 +18,14 @@ from voxledger.processors.cost.session import SessionCost, SessionSummary
 
 def read_envelopes(path: Path) -> tuple[list[Envelope], list[str]]:
     """Every line of the log as an envelope, in order, and the lines that could not be."""
-    # The importer's own line reading and session splitting: one parser for recorded logs.
-    from voxledger.ingest.importer import _as_envelope, _lines, _readable, _SessionSplitter
+    # The one reader of recorded logs, shared with `policy check` and `voxledger import`.
+    from voxledger.ingest.importer import SessionSplitter, as_envelope, read_log
 
-    _readable(path)
     envelopes: list[Envelope] = []
     problems: list[str] = []
-    splitter = _SessionSplitter(path, None, envelopes.append)
-    for number, line in enumerate(_lines(path), 1):
-        envelope = _as_envelope(line)
+    splitter = SessionSplitter(path, envelopes.append)
+    for number, line in read_log(path):
+        envelope = as_envelope(line)
         if isinstance(envelope, Envelope):
             envelopes.append(envelope)
         elif isinstance(envelope, str):

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from voxledger.envelope import Envelope
 from voxledger.processors.redaction._engine import RedactedText, Redactor
+from voxledger.processors.redaction._payload import not_text
 from voxledger.processors.redaction._pseudonyms import Pseudonyms
 from voxledger.processors.redaction._session import SessionRedactor
 from voxledger.realtime import CLIENT_EVENT_TYPES
@@ -125,10 +126,15 @@ def _parse(line: str) -> Envelope | dict[str, Any] | str:
     """An envelope, a plain event, or the reason the line is neither."""
     try:
         data = json.loads(line)
-    except (ValueError, RecursionError):
+    except ValueError:
         return "not JSON"
+    except RecursionError:
+        return "JSON nested too deeply to read"
     if not isinstance(data, dict):
         return "JSON but not an object"
+    problem = not_text(data)
+    if problem:
+        return problem
     if "payload" in data and "session_id" in data:
         try:
             return Envelope.model_validate(data)

@@ -7,8 +7,13 @@ import binascii
 import hashlib
 from typing import Any, Literal
 
+import regex
+
+from voxledger.envelope import MAX_EVENT_DEPTH
+
 Kind = Literal["text", "json"]
 Path = tuple[str | int, ...]
+_SURROGATE = regex.compile(r"[\ud800-\udfff]")  # in a str, every surrogate is a lone one
 
 # Streamed text: delta event → (final event, the final event's field, how to read the text).
 STREAMS: dict[str, tuple[str, str, Kind]] = {
@@ -166,3 +171,23 @@ def summarise_binary(payload: dict[str, Any]) -> bool:
         data = raw.encode()
     payload["raw_b64"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     return True
+
+
+def not_text(data: Any, max_depth: int = MAX_EVENT_DEPTH) -> str | None:
+    """Why decoded JSON cannot be redacted as an event, or None: nested beyond max_depth (a
+    copy of it would exhaust the recursion limit) or a string holding a lone surrogate
+    (JSON allows "\\ud800"; it cannot be encoded). Iterative: no recursion limit to hit."""
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return "JSON string holds a lone surrogate escape (not Unicode text)"
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > max_depth:
+            return f"JSON nested more than {max_depth} levels deep"
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+    return None

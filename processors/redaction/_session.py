@@ -18,6 +18,7 @@ from voxledger.processors.redaction._payload import (
     FINALS,
     STREAMS,
     Path,
+    not_text,
     path_name,
     session_language,
     set_path,
@@ -97,6 +98,9 @@ class SessionRedactor:
                 f"session {self.session_id!r}"
             )
         event_type, payload = envelope.type, envelope.payload
+        problem = not_text(payload)
+        if problem:  # a clear reason, not a RecursionError from deepcopy or spaCy's encoding
+            raise RedactionError(f"payload cannot be redacted: {problem}")
         self._learn_language(payload)
         if event_type in STREAMS and isinstance(payload.get("delta"), str):
             self._hold(envelope)
