@@ -207,6 +207,9 @@ class CaptureService:
         self.report = report
         self.sessions: dict[int, SessionCapture] = {}
         self.spooled: Counter[int] = Counter()
+        # Frames or envelopes of a session that could be neither published nor spooled: the
+        # session.closed marker reports them (`unpublished`), so nothing is dropped silently.
+        self.unpublished: Counter[int] = Counter()
 
     def feed(self, data: bytes | bytearray) -> int:
         """Handle every complete record in `data`; how many bytes they took."""
@@ -228,6 +231,7 @@ class CaptureService:
                 else:
                     self._close(number, observed_ns, pickle.loads(body))
             except Exception:  # a capture bug must not end every session's capture
+                self.unpublished[number] += kind <= FRAME_SERVER
                 log.exception("capturing a frame failed; it is missing from the raw topic")
         view.release()
         return offset
@@ -239,17 +243,29 @@ class CaptureService:
         self.sessions.clear()
 
     def _open(self, number: int, observed_ns: int, opened: dict[str, Any]) -> None:
+        resume = opened.get("resume")
         capture = SessionCapture(
             SessionContext(**opened["context"]),
             publish=partial(self._publish, number),
             fallback_session_id=opened["fallback_session_id"],
+            session_id=resume["session_id"] if resume else None,
         )
         self.sessions[number] = capture
+        if resume:
+            # A session an earlier capture process had (it died): only its end is left to
+            # capture, at the seq that follows every frame the proxy relayed.
+            capture.next_seq = resume["next_seq"]
+            return
         capture.event("client", SESSION_OPENED, opened["event"], utc_from_ns(observed_ns))
 
     def _close(self, number: int, observed_ns: int, event: dict[str, Any]) -> None:
         capture = self.sessions.pop(number)
         # Filled in here, where they are known; the keys keep the proxy's order.
+        lost = self.unpublished.pop(number, 0)
+        if lost:
+            event = {k: v for k, v in event.items() if k not in ("publish_failures", "spooled")}
+            event["unpublished"] = lost
+        # Publisher-wide delivery failures so far (each retried through the spool).
         event["publish_failures"] = self.publisher.delivery_failures
         event["spooled"] = self.spooled[number]
         capture.event("client", SESSION_CLOSED, event, utc_from_ns(observed_ns))
@@ -258,7 +274,13 @@ class CaptureService:
         self.report("closed", (number, {"session_id": capture.session_id, "spooled": spooled}))
 
     def _publish(self, number: int, envelope: Envelope) -> None:
-        if self.publisher.publish(envelope):
+        try:
+            spooled = self.publisher.publish(envelope)
+        except Exception:  # e.g. the spool is closed: count it, never drop it silently
+            self.unpublished[number] += 1
+            log.exception("envelope seq %d of a session could not be published", envelope.seq)
+            return
+        if spooled:
             self.spooled[number] += 1
 
 

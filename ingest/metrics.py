@@ -86,6 +86,11 @@ class ProxyMetrics:
         )
         self.relayed = RelayedTotals()
         r.register(self.relayed)
+        self.capture_restarts = Counter(
+            "voxledger_proxy_capture_restarts",
+            "Capture processes started again after one died.",
+            registry=r,
+        )
         self.capture_backlog = Gauge(
             "voxledger_proxy_capture_backlog_bytes",
             "Relayed frames not yet taken by the capture process.",

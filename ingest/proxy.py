@@ -65,6 +65,13 @@ CAPTURE_FLUSH_INTERVAL_S = 0.005
 CAPTURE_FLUSH_BYTES = 256 * 1024  # a batch this large goes at once
 # Frames the capture process has not taken yet, in memory: beyond this, new sessions wait.
 CAPTURE_BACKLOG_MAX_BYTES = 256 * 1024 * 1024
+# A capture process that died is started again after this (doubling while starts fail, up to
+# the maximum): a crash loop must not eat the relay's CPU.
+CAPTURE_RESTART_DELAY_S = 1.0
+CAPTURE_RESTART_DELAY_MAX_S = 30.0
+# Sessions in flight when capture dies are closed with this, so clients reconnect to a
+# session that is captured in full (RFC 6455 1012: service restart).
+CAPTURE_LOST_CLOSE = (1012, "capture restarted: reconnect")
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 # asyncio reads sockets 256 KiB at a time: a buffer that size is mmap'd, shrunk and unmapped
 # for every read, a sixth of the relay's CPU. Realtime frames are a few KiB; bigger ones
@@ -210,13 +217,13 @@ class _Relay:
                 protocol.send_binary(frame.data, frame.fin)
             else:
                 protocol.send_continuation(frame.data, frame.fin)
-            target.send_data()
         except Exception as exc:  # what send() does when writing fails: drop the connection
-            target.set_connection_exc(exc)
-            target.transport.abort()
+            self._drop(target, exc)
             return
-        if target.paused:  # its write buffer is full: stop reading until it drains
-            self.source.transport.pause_reading()
+        # Out first, captured right after: capture never delays a frame. The capture pipe is
+        # written once per loop turn, so a kill -9 of the proxy can lose the frames of the
+        # turn it interrupts (and whatever capture had not yet taken: see the README).
+        self._send(target)
         if not frame.fin:
             self.fragments.append(frame.data)
         elif self.fragments:
@@ -224,6 +231,23 @@ class _Relay:
             self.fragments.clear()
         else:
             self._captured(frame.data)
+
+    def _send(self, target: _ForwardingServerConnection | _ForwardingClientConnection) -> None:
+        try:
+            target.send_data()
+        except Exception as exc:
+            self._drop(target, exc)
+            return
+        if target.paused:  # its write buffer is full: stop reading until it drains
+            self.source.transport.pause_reading()
+
+    @staticmethod
+    def _drop(
+        target: _ForwardingServerConnection | _ForwardingClientConnection, exc: Exception
+    ) -> None:
+        # What send() does when writing fails: drop the connection.
+        target.set_connection_exc(exc)
+        target.transport.abort()
 
     def _captured(self, message: bytes) -> None:
         # The message as a whole, as recv() would have returned it.
@@ -234,6 +258,8 @@ class _Relay:
         self.relayed.frames[direction] += 1
         self.relayed.bytes[direction] += size
         self.capture(session.number, self.kind, message, time.time_ns())
+        if session.realtime_id is None and direction == "server":
+            session.learn_realtime_id(message)
 
     def _resume_reading(self) -> None:
         if not self.source.transport.is_closing():
@@ -263,6 +289,10 @@ class CaptureProcess:
         self._closing = False
         self._ready: asyncio.Future[None] = self._loop.create_future()
         self._on_closed: dict[int, Callable[[dict[str, Any]], None]] = {}
+        # Closes handed over but not yet reported back: if the process dies, a new one
+        # publishes them (see ProxyServer._restart_capture).
+        self.unconfirmed: dict[int, tuple[dict[str, Any], dict[str, Any], Callable]] = {}
+        self.on_exit: Callable[[CaptureProcess], None] | None = None
         self._reader = asyncio.create_task(self._read_reports())
         metrics.capture_backlog.set_function(lambda: self.backlog_bytes)
 
@@ -311,15 +341,46 @@ class CaptureProcess:
     def frame(self, number: int, kind: int, data: str | bytes, observed_ns: int) -> None:
         self._put(kind, number, observed_ns, data.encode() if type(data) is str else data)
 
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None and not self._reader.done()
+
     def close_session(
-        self, number: int, event: dict[str, Any], on_captured: Callable[[dict[str, Any]], None]
+        self,
+        number: int,
+        event: dict[str, Any],
+        on_captured: Callable[[dict[str, Any]], None],
+        resume: dict[str, Any] | None = None,
     ) -> None:
-        """Capture the session's last event; `on_captured` gets its session id and spool count."""
-        if self.process.returncode is not None or self._reader.done():
+        """Capture the session's last event; `on_captured` gets its session id and spool count.
+
+        `resume` (the session's context, ids and next seq) lets another capture process
+        publish the event if this one dies first.
+        """
+        if not self.alive:
             on_captured({"session_id": None, "spooled": None})
             return
         self._on_closed[number] = on_captured
+        if resume is not None:
+            self.unconfirmed[number] = (event, resume, on_captured)
         self._put(CLOSE, number, time.time_ns(), pickle.dumps(event, pickle.HIGHEST_PROTOCOL))
+
+    def resume_and_close(
+        self,
+        number: int,
+        resume: dict[str, Any],
+        event: dict[str, Any],
+        on_captured: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """The end of a session another (dead) capture process had: its closed marker only."""
+        body = {
+            "context": resume["context"],
+            "fallback_session_id": resume["fallback_session_id"],
+            "event": None,
+            "resume": {"session_id": resume["session_id"], "next_seq": resume["next_seq"]},
+        }
+        self._put(OPEN, number, time.time_ns(), pickle.dumps(body, pickle.HIGHEST_PROTOCOL))
+        self.close_session(number, event, on_captured, resume)
 
     def _put(self, kind: int, number: int, observed_ns: int, data: bytes) -> None:
         buffer = self._buffer
@@ -350,16 +411,20 @@ class CaptureProcess:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the process ended
         finally:
-            for on_captured in self._on_closed.values():
-                on_captured({"session_id": None, "spooled": None})
+            dying = not self._closing
+            for number, on_captured in self._on_closed.items():
+                if not (dying and number in self.unconfirmed):  # else: the next process's
+                    on_captured({"session_id": None, "spooled": None})
             self._on_closed.clear()
-            if not self._closing:
+            if dying:
                 self.publisher.unavailable = "the capture process exited"
                 log.error(
                     "the capture process exited (code %s): relayed frames are no longer "
-                    "captured; refusing new sessions",
+                    "captured; refusing new sessions until it is restarted",
                     self.process.returncode,
                 )
+                if self.on_exit is not None and self._ready.done():
+                    self.on_exit(self)
             if not self._ready.done():
                 self._ready.set_exception(
                     RuntimeError("the capture process did not start; its error is logged above")
@@ -368,6 +433,7 @@ class CaptureProcess:
     def _on_report(self, kind: str, value: Any) -> None:
         if kind == "closed":
             number, info = value
+            self.unconfirmed.pop(number, None)
             on_captured = self._on_closed.pop(number, None)
             if on_captured is not None:
                 on_captured(info)
@@ -413,7 +479,7 @@ class ProxyServer:
         self.settings = settings
         self.limits: ProxySettings = settings.proxy
         self.captures = captures
-        self.publisher = captures.publisher
+        captures.on_exit = self._capture_exited
         self.metrics = metrics
         self.upstream_url = upstream_url
         self.host = "127.0.0.1"
@@ -423,6 +489,13 @@ class ProxyServer:
         self._server: Server | None = None
         self._closing = False
         self._numbers = itertools.count()  # names each session to the capture process
+        self._restarting: asyncio.Task[None] | None = None
+        # Session ends waiting for a live capture process (see _restart_capture).
+        self._orphans: list[Callable[[CaptureProcess], None]] = []
+
+    @property
+    def publisher(self) -> PublisherStatus:
+        return self.captures.publisher
 
     @property
     def url(self) -> str:
@@ -454,7 +527,77 @@ class ProxyServer:
         if self._server is not None:
             self._server.close(code=1001, reason="proxy shutting down")
             await self._server.wait_closed()
+        if self._restarting is not None:
+            self._restarting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restarting
         await self.captures.close()
+
+    # -- supervision of the capture process -----------------------------------------------------
+
+    def _capture_exited(self, dead: CaptureProcess) -> None:
+        if not self._closing and self._restarting is None:
+            self._restarting = asyncio.create_task(self._restart_capture(dead))
+
+    async def _restart_capture(self, dead: CaptureProcess) -> None:
+        """Close the sessions whose capture died, start a new capture process, and have it
+        publish the closed marker of every session the dead one had not finished.
+
+        What the dead process held in memory (frames read but not yet published, the
+        producer's queue, spool records not yet fsync'd) is lost: each such session's marker
+        counts every frame relayed, so `voxledger reconcile` names the missing seqs.
+        """
+        in_flight = [s for s in self.sessions if s.captures is dead]
+        code, reason = CAPTURE_LOST_CLOSE
+        log.error(
+            "capture process died: closing %d session(s) in flight with %d (%s); "
+            "their frames from here on are not captured; restarting capture",
+            len(in_flight),
+            code,
+            reason,
+            extra={"event": "capture.died", "sessions": len(in_flight)},
+        )
+        for session in in_flight:
+            session.capture_lost()
+        for number, (event, resume, on_captured) in list(dead.unconfirmed.items()):
+            self._orphans.append(
+                lambda live, n=number, r=resume, e=event, c=on_captured: live.resume_and_close(
+                    n, r, _marked_lost(e), c
+                )
+            )
+        dead.unconfirmed.clear()
+        delay = CAPTURE_RESTART_DELAY_S
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                live = await CaptureProcess.start(self.settings, self.metrics)
+                break
+            except Exception:
+                log.exception("restarting the capture process failed; retrying in %.0f s", delay)
+                delay = min(delay * 2, CAPTURE_RESTART_DELAY_MAX_S)
+        else:
+            return
+        live.on_exit = self._capture_exited
+        self.captures = live
+        self.metrics.capture_restarts.inc()
+        orphans, self._orphans = self._orphans, []
+        for finish in orphans:
+            finish(live)
+        log.warning(
+            "capture process restarted; accepting sessions again (%d session end(s) handed over)",
+            len(orphans),
+            extra={"event": "capture.restarted", "orphans": len(orphans)},
+        )
+        self._restarting = None
+        with contextlib.suppress(ProcessLookupError):
+            await dead.close()  # reaps it
+
+    def finish_orphan(self, finish: Callable[[CaptureProcess], None]) -> None:
+        """Run `finish` with a live capture process: now, or once the restart is done."""
+        if self.captures.alive:
+            finish(self.captures)
+        else:
+            self._orphans.append(finish)
 
     # -- plain HTTP: metrics, health, wrong paths -----------------------------------------------
 
@@ -500,6 +643,9 @@ class ProxyServer:
         if self._closing:
             return await self._reject(client, 1001, "proxy shutting down", "shutting_down", tenant)
         if not self.captures.accepting_sessions:
+            if self.publisher.unavailable is not None:
+                reason = "try again later: capture is restarting"
+                return await self._reject(client, 1013, reason, "capture_down", tenant)
             reason = "try again later: the capture spool is full"
             return await self._reject(client, 1013, reason, "spool_full", tenant)
         if self._open_by_tenant[tenant.name] >= self.limits.max_sessions_per_tenant:
@@ -577,6 +723,8 @@ class RelayedSession:
         self.bytes: dict[Direction, int] = {"client": 0, "server": 0}
         self.closed_first: str | None = None
         self.upstream_error: str | None = None
+        self.realtime_id: str | None = None  # the upstream session.created id, once seen
+        self.lost_capture = False
         self.started = self.ended = time.monotonic()
         self.last_activity = self.started
 
@@ -740,7 +888,45 @@ class RelayedSession:
     def _finish(self) -> None:
         self.ended = time.monotonic()
         # After every frame of the session; logged once its envelope is published.
-        self.captures.close_session(self.number, self._closed(), self._log_closed)
+        event, resume = self._closed(), self._resume()
+        if self.captures.alive and not self.lost_capture:
+            self.captures.close_session(self.number, event, self._log_closed, resume)
+            return
+        self.proxy.finish_orphan(
+            lambda live: live.resume_and_close(
+                self.number, resume, _marked_lost(event), self._log_closed
+            )
+        )
+
+    def capture_lost(self) -> None:
+        """Its capture process died: close both sides so the client reconnects."""
+        self.lost_capture = True
+        self.closed_first = self.closed_first or "proxy"
+        code, reason = CAPTURE_LOST_CLOSE
+        asyncio.get_running_loop().create_task(self._close_both(code, 1001, reason))
+
+    def learn_realtime_id(self, message: bytes | str) -> None:
+        """The id capture stamps envelopes with (see SessionCapture), so that another capture
+        process can publish this session's end under it."""
+        head = message[:200]
+        head = head.encode() if isinstance(head, str) else bytes(head)
+        if b"session.created" not in head:
+            return
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            event = json.loads(message)
+            if event.get("type") == "session.created":
+                session = event.get("session")
+                found = session.get("id") if isinstance(session, dict) else None
+                self.realtime_id = str(found or self.id)
+
+    def _resume(self) -> dict[str, Any]:
+        return {
+            "context": dataclasses.asdict(self.context),
+            "fallback_session_id": self.id,
+            "session_id": self.realtime_id or self.id,
+            # seq 0 is the opened marker; every relayed frame took the next one.
+            "next_seq": 1 + self.frames["client"] + self.frames["server"],
+        }
 
     def _closed(self) -> dict[str, Any]:
         upstream = self.upstream
@@ -805,6 +991,13 @@ class RelayedSession:
             self.frames["server"],
             extra=fields,
         )
+
+
+def _marked_lost(event: dict[str, Any]) -> dict[str, Any]:
+    """The closed marker of a session whose capture process died: flagged, keys in order."""
+    out = {k: v for k, v in event.items() if k not in ("publish_failures", "spooled")}
+    out["capture_lost"] = True
+    return {**out, "publish_failures": event.get("publish_failures"), "spooled": None}
 
 
 def _address(connection: ServerConnection) -> str | None:
