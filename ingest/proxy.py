@@ -13,7 +13,7 @@ import pickle
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -466,6 +466,25 @@ class CaptureProcess:
                 self._ready.exception()  # retrieved: a failed start was raised already
 
 
+class StartBucket:
+    """A tenant's allowance of new sessions: `per_minute` at once, refilled evenly."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.tokens = float(per_minute)
+        self.refill_per_s = per_minute / 60.0
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.refill_per_s)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 class ProxyServer:
     """A running proxy: WebSocket sessions at /v1/realtime, plus /metrics and /healthz over HTTP."""
 
@@ -486,6 +505,8 @@ class ProxyServer:
         self.port = 0
         self.sessions: set[RelayedSession] = set()
         self._open_by_tenant: Counter[str] = Counter()
+        per_minute = self.limits.session_starts_per_minute
+        self._starts: defaultdict[str, StartBucket] = defaultdict(lambda: StartBucket(per_minute))
         self._server: Server | None = None
         self._closing = False
         self._numbers = itertools.count()  # names each session to the capture process
@@ -651,6 +672,10 @@ class ProxyServer:
         if self._open_by_tenant[tenant.name] >= self.limits.max_sessions_per_tenant:
             reason = f"try again later: {self.limits.max_sessions_per_tenant} sessions already open"
             return await self._reject(client, 1013, reason, "tenant_limit", tenant)
+        if not self._starts[tenant.name].take():
+            rate = self.limits.session_starts_per_minute
+            reason = f"try again later: more than {rate} new sessions a minute"
+            return await self._reject(client, 1013, reason, "tenant_rate", tenant)
         _read_in_small_chunks(client)
         session = RelayedSession(self, client, tenant, key, next(self._numbers) % 2**32)
         self.sessions.add(session)

@@ -70,10 +70,15 @@ def test_openai_key_from_env_or_file_never_printed(
 
     key_file = demo_env / "key.txt"
     key_file.write_text("sk-from-file\n")
+    key_file.chmod(0o600)
     from_file = Settings.model_validate(
         {"tenants": [{**tenant.model_dump(), "upstream": {"api_key_file": str(key_file)}}]}
     ).tenants[0]
     assert from_file.upstream.api_key().get_secret_value() == "sk-from-file"
+    key_file.chmod(0o644)  # readable by others: refused, and the key is not in the message
+    with pytest.raises(ConfigError, match=r"can be read by others \(mode 644\): chmod 600") as exc:
+        from_file.upstream.api_key()
+    assert "sk-from-file" not in str(exc.value)
 
     result = CliRunner().invoke(cli, ["config", "show"])
     assert result.exit_code == 0 and "sk-test" not in result.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,6 +18,8 @@ import pytest
 from helpers import free_port
 
 from voxledger.config import Settings
+from voxledger.processors.cost import cost_log
+from voxledger.processors.policy import check_log, load_policy
 from voxledger.warehouse.reconcile import read_to_end
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +57,9 @@ def sql(query: str) -> list[dict]:
 
 
 @pytest.mark.timeout(1500)  # the whole library of calls through the whole pipeline
-def test_demo_lands_every_session_and_reconciles(pipeline_settings: Settings, monkeypatch) -> None:
+def test_demo_lands_every_session_and_reconciles(
+    pipeline_settings: Settings, monkeypatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("VOXLEDGER_PROCESSORS__METRICS_PORT", str(free_port()))
     monkeypatch.setenv("VOXLEDGER_PROCESSORS__PSEUDONYM_SECRET", "main job test")
     ports = {name: str(free_port()) for name in ("proxy", "simulator", "dashboard")}
@@ -92,6 +97,31 @@ def test_demo_lands_every_session_and_reconciles(pipeline_settings: Settings, mo
     assert totals["responses"] == totals["costed"] > SESSIONS
     assert float(totals["records_usd"]) > 0
     assert abs(float(totals["records_usd"]) - float(totals["sessions_usd"])) < 1e-6
+    # The long call overflowed its context window: the truncation was inferred end to end.
+    (long_call,) = sql("SELECT count(*) AS n FROM responses WHERE truncation_inferred")
+    assert long_call["n"] >= 1
+
+    # The running agents agree with the offline commands on the same redacted envelopes:
+    # every rule's outcome through the pipeline is what `policy check` and `cost` give.
+    redacted = tmp_path / "redacted.jsonl"
+    redacted.write_bytes(
+        b"\n".join(read_to_end(pipeline_settings, pipeline_settings.topics.redacted.name))
+    )
+    offline = {s.verdict.session_id: s for s in check_log(redacted, load_policy()).sessions}
+    verdicts = {v["session_id"]: v for v in sql("SELECT session_id, verdict FROM verdicts")}
+    rules = sql("SELECT session_id, list(DISTINCT rule_id) AS rules FROM findings GROUP BY 1")
+    rules_by_session = {r["session_id"]: set(r["rules"]) for r in rules}
+    assert set(offline) == set(verdicts)
+    for session_id, result in offline.items():
+        assert verdicts[session_id]["verdict"] == result.verdict.verdict, session_id
+        expected = {f.rule_id for f in result.findings}
+        assert rules_by_session.get(session_id, set()) == expected, session_id
+    costs = {
+        r["session_id"]: r["cost_usd"] for r in sql("SELECT session_id, cost_usd FROM sessions")
+    }
+    assert (
+        Decimal(str(sum(Decimal(str(c)) for c in costs.values()))) == cost_log(redacted).total_usd
+    )
 
     # Security scan: nothing planted reached a topic but raw, a Parquet file, the DuckDB file
     # or a log.

@@ -67,6 +67,12 @@ class Upstream(_Frozen):
             return SecretStr(value.strip())
         if self.api_key_file:
             try:
+                mode = self.api_key_file.stat().st_mode
+                if mode & 0o077:  # a key others can read is a leaked key: refuse it
+                    raise ConfigError(
+                        f"API key file {self.api_key_file} can be read by others "
+                        f"(mode {mode & 0o777:o}): chmod 600 it"
+                    )
                 return SecretStr(self.api_key_file.read_text().strip())
             except OSError as exc:
                 raise ConfigError(
@@ -111,6 +117,8 @@ class ProxySettings(_Frozen):
 
     max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # Realtime audio appends reach 15 MiB
     max_sessions_per_tenant: int = Field(200, ge=1)
+    # New sessions a tenant may open per minute (a bucket of this many, refilled evenly).
+    session_starts_per_minute: int = Field(600, ge=1)
     idle_timeout_s: float = Field(600.0, gt=0)
     spool_max_bytes: int = Field(1024**3, ge=1)  # beyond this, new sessions are refused
 

@@ -487,6 +487,30 @@ def test_limits_close_with_clear_codes(settings: Settings) -> None:
     assert results["upstream_idle"].code == 1000
 
 
+def test_a_tenant_opening_sessions_too_fast_is_refused(settings: Settings) -> None:
+    limited = with_limits(settings, session_starts_per_minute=2)
+
+    async def scenario() -> list[Any]:
+        outcomes: list[Any] = []
+        async with ScriptedUpstream() as upstream:
+            proxy = await start(limited, upstream)
+            url = f"{proxy.url}/realtime?model=gpt-realtime"
+            try:
+                for _ in range(3):  # within a minute: two fit the allowance, the third does not
+                    async with connect(url, additional_headers=bearer()) as client:
+                        try:
+                            outcomes.append(json.loads(await client.recv())["type"])
+                        except ConnectionClosed as closed:
+                            outcomes.append(closed.rcvd)
+            finally:
+                await proxy.close()
+        return outcomes
+
+    first, second, third = run(scenario())
+    assert first == second == "session.created"
+    assert third.code == 1013 and "new sessions a minute" in third.reason
+
+
 def test_full_spool_refuses_new_sessions_with_1013(
     settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
