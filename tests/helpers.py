@@ -1,11 +1,16 @@
-"""Test helpers: free ports, and reading topics from the start without a consumer group."""
+"""Test helpers: free ports, reading topics from the start without a consumer group, and
+`voxledger processors` as a child process."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -14,6 +19,7 @@ from voxledger.config import Settings
 from voxledger.kafka import client_config
 
 DEADLINE_S = 60.0
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -51,3 +57,28 @@ def read_topic(
     finally:
         consumer.close()
     return found
+
+
+class Processors:
+    """`voxledger processors` as a child process, with its log kept for failures."""
+
+    def __init__(self, log_file: Path) -> None:
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "voxledger", "processors"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=60)

@@ -91,8 +91,6 @@ class BudgetAlerts:
 
     def check(self, db: duckdb.DuckDBPyConnection) -> int:
         """Send the findings not sent yet; returns how many were sent."""
-        if not any(t.budgets.daily_usd or t.budgets.monthly_usd for t in self.settings.tenants):
-            return 0
         new = [f for f in budget_crossings(self.settings, db) if f["finding_id"] not in self.sent]
         if not new:
             return 0

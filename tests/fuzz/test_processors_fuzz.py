@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 from badinput import REPO, corpus_bytes, corpus_lines
 from confluent_kafka import KafkaError, Message, Producer
-from helpers import free_port, read_topic
+from helpers import Processors, free_port, read_topic
 
 from voxledger.config import Settings
 from voxledger.deadletter import MAX_RENDERED_CHARS
@@ -48,38 +46,16 @@ RAW_FILES = (
 USAGE_SESSION = "sess_fuzz_envelope"  # envelope_usage.jsonl: response.done with bad usage
 
 
-class Worker:
-    """`voxledger processors` as a child process, its log kept for failures."""
-
-    def __init__(self, log_file: Path) -> None:
-        self.log_file = log_file
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "voxledger", "processors"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-
 @pytest.fixture
-def worker(pipeline_settings: Settings, tmp_path: Path, monkeypatch) -> Iterator[Worker]:
+def worker(pipeline_settings: Settings, tmp_path: Path, monkeypatch) -> Iterator[Processors]:
     monkeypatch.setenv("VOXLEDGER_PROCESSORS__PSEUDONYM_SECRET", "fuzz secret")
     monkeypatch.setenv("VOXLEDGER_PROCESSORS__METRICS_PORT", str(free_port()))
     monkeypatch.setenv("VOXLEDGER_PROCESSORS__IDLE_RELEASE_S", "3")  # no close marker: soon
-    runner = Worker(tmp_path / "processors.log")
+    runner = Processors(tmp_path / "processors.log")
     yield runner
     if runner.alive():
-        assert runner.process is not None
-        runner.process.send_signal(signal.SIGTERM)
         try:
-            runner.process.wait(timeout=60)
+            runner.stop()
         except subprocess.TimeoutExpired:
             runner.process.kill()
             runner.process.wait()
@@ -154,7 +130,7 @@ def produce_interleaved(settings: Settings, normal: list[Envelope], bad: list[by
 
 
 def test_bad_records_are_dead_letters_and_the_normal_session_goes_through(
-    pipeline_settings: Settings, worker: Worker
+    pipeline_settings: Settings, worker: Processors
 ) -> None:
     settings = pipeline_settings
     normal, bad = normal_session(), bad_records()

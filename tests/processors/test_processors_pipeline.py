@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
@@ -16,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from confluent_kafka import Producer
-from helpers import free_port, read_topic
+from helpers import Processors, free_port, read_topic
 
 from voxledger.config import Settings
 from voxledger.envelope import envelope_schema
@@ -49,28 +47,6 @@ PLANTED = [
     "march fourth",
     "nineteen eighty seven",
 ]  # digit runs alone would match ids, hashes and timestamps
-
-
-class Processors:
-    """`voxledger processors` as a child process, with its log kept for failures."""
-
-    def __init__(self, log_file: Path) -> None:
-        self.log_file = log_file
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "voxledger", "processors"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        return self.process.wait(timeout=60)
 
 
 @pytest.fixture
