@@ -2,7 +2,9 @@
 
 Streamed deltas are held until their item's text is complete (the redactor releases them),
 and a held input is acknowledged only once its redacted envelope was sent: the committed
-offset never passes a held delta, so after a crash the replay rebuilds what was held.
+offset never passes a held delta, so after a crash the replay rebuilds what was held. A
+rebalance drops the sessions of revoked partitions, held deltas unacknowledged, for the same
+reason: their new owner replays them from the committed offset.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from voxledger.config import Settings
 from voxledger.envelope import Envelope
@@ -59,6 +61,7 @@ class RedactAgent:
         self.languages = {t.name: t.language for t in settings.tenants}
         self.sessions: dict[str, SessionRedactor] = {}
         self.last_seen: dict[str, float] = {}  # session id → monotonic time of its last input
+        self.partitions: dict[str, TP] = {}  # session id → the partition its inputs come from
         self.waiting: dict[str, list[EventT]] = defaultdict(list)  # envelope_id → held inputs
         self.throughput = Throughput(AGENT)
 
@@ -80,6 +83,18 @@ class RedactAgent:
         async def release_idle() -> None:
             await self.release_idle_sessions()
 
+        @app.on_partitions_revoked.connect
+        def drop_revoked(_app: faust.App, revoked: set[TP], **_: object) -> None:
+            self.drop_revoked(revoked)
+
+    def drop_revoked(self, revoked: set[TP]) -> None:
+        """Forget sessions of revoked partitions and what they hold, unacknowledged."""
+        for session_id in [s for s, tp in self.partitions.items() if tp in revoked]:
+            self._forget(session_id)
+        self.waiting = defaultdict(
+            list, {i: held for i, held in self.waiting.items() if held[0].message.tp not in revoked}
+        )
+
     async def handle(self, event: EventT) -> None:
         try:
             envelope = Envelope.from_bytes(event.value)
@@ -95,6 +110,7 @@ class RedactAgent:
             return
         await self._send(outputs)
         self.last_seen[envelope.session_id] = time.monotonic()
+        self.partitions[envelope.session_id] = event.message.tp
         if envelope.type == SESSION_CLOSED:
             self._forget(envelope.session_id)
 
@@ -115,6 +131,7 @@ class RedactAgent:
 
     def _forget(self, session_id: str) -> SessionRedactor | None:
         self.last_seen.pop(session_id, None)
+        self.partitions.pop(session_id, None)
         return self.sessions.pop(session_id, None)
 
     def _session(self, envelope: Envelope) -> SessionRedactor:

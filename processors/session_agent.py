@@ -2,7 +2,9 @@
 
 A session's inputs are acknowledged only when it closes (its `voxledger.session.closed`
 envelope, or silence for `processors.idle_release_s`), so the committed offset never passes
-an open session and a restart replays each open session from its start. Outputs have
+an open session and a restart replays each open session from its start; a rebalance drops
+the open sessions of revoked partitions unconcluded, for their new owner replays them whole
+(judging a partial session at its idle timeout would send a wrong verdict). Outputs have
 deterministic ids, so what a replay sends again is the same record; inputs seen twice in a
 session (a replay upstream) are judged once.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from voxledger.config import Settings, TopicSpec
 from voxledger.envelope import Envelope
@@ -35,6 +37,7 @@ log = logging.getLogger("voxledger.processors")
 @dataclass
 class OpenSession:
     state: Any
+    partition: TP  # where its inputs come from: the session is this worker's while it holds it
     events: list[EventT] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     last_seen: float = field(default_factory=time.monotonic)
@@ -81,6 +84,19 @@ class SessionAgent:
             for session_id in [s for s, o in self.sessions.items() if o.last_seen < cutoff]:
                 await self.finish(session_id)
 
+        @app.on_partitions_revoked.connect
+        def drop_revoked(_app: faust.App, revoked: set[TP], **_: Any) -> None:
+            self.drop_revoked(revoked)
+
+    def drop_revoked(self, revoked: set[TP]) -> None:
+        """Forget open sessions of revoked partitions, inputs unacknowledged: not ours now."""
+        for session_id in [s for s, o in self.sessions.items() if o.partition in revoked]:
+            del self.sessions[session_id]
+        if revoked:
+            log.info(
+                "%s: partitions revoked, %d session(s) left open", self.name, len(self.sessions)
+            )
+
     async def handle(self, event: EventT) -> None:
         try:
             envelope = Envelope.from_bytes(event.value)
@@ -92,7 +108,8 @@ class SessionAgent:
             return
         session = self.sessions.get(envelope.session_id)
         if session is None:
-            session = self.sessions[envelope.session_id] = OpenSession(self.start(envelope))
+            state = self.start(envelope)
+            session = self.sessions[envelope.session_id] = OpenSession(state, event.message.tp)
         session.last_seen = time.monotonic()
         if envelope.envelope_id in session.seen:
             session.events.append(event)
