@@ -40,6 +40,7 @@ BENCHMARKS = [
         ["--envelopes", "20000", "--rate", "100", "--seconds", "20"],
         ["--envelopes", "2000", "--rate", "50", "--seconds", "5"],
     ),
+    Benchmark("faust", "faust_ceiling.py", [], ["--messages", "5000"]),
     Benchmark("redaction", "redaction_speed.py", [], ["--repeat", "1"]),
     Benchmark("dashboard", "dashboard_render.py", [], ["--events", "100000"]),
 ]
@@ -99,6 +100,26 @@ ROWS = [
     Row(
         "processors raw → redacted",
         lambda f: f"{_get(f, 'warehouse', 'processors_per_s'):,.0f} envelopes/s",
+        "—",
+        "—",
+        lambda f: None,
+    ),
+    Row(
+        "faust's own ceiling: an agent that only acks, one process",
+        lambda f: (
+            f"{_get(f, 'faust', 'noop', 'per_s'):,.0f} records/s "
+            f"({_get(f, 'faust', 'noop', 'cpu_us'):.0f} µs CPU each)"
+        ),
+        "—",
+        "—",
+        lambda f: None,
+    ),
+    Row(
+        "faust's own ceiling: an agent that forwards, one process",
+        lambda f: (
+            f"{_get(f, 'faust', 'forward', 'per_s'):,.0f} records/s "
+            f"({_get(f, 'faust', 'forward', 'cpu_us'):.0f} µs CPU each)"
+        ),
         "—",
         "—",
         lambda f: None,
