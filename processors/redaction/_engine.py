@@ -241,10 +241,7 @@ class Redactor:
                     supported_language=language, supported_entities=["PERSON", "LOCATION"]
                 )
             )
-        for recognizer in found:
-            recognizer.load()
-            recognizer.is_loaded = True
-        return found
+        return found  # each loaded itself in its constructor (presidio's EntityRecognizer)
 
     @staticmethod
     def _common_words(lexicon: Lexicon) -> frozenset[str]:

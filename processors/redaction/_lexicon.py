@@ -213,11 +213,15 @@ def _spacy_stopwords(language: str) -> frozenset[str]:
     return frozenset(w.lower() for w in stop_words)
 
 
+_WORD_GAP = regex.compile(r"[\s\-]+")
+_APOSTROPHE = regex.compile(r"['’]")
+
+
 def phrase_regex(phrase: str) -> str:
     """A listed word or phrase as regex: spaces and hyphens between words match each other."""
-    parts = regex.split(r"[\s\-]+", phrase.strip())
+    parts = _WORD_GAP.split(phrase.strip())
     # Transcripts write apostrophes both ways: "m'appelle" and "m’appelle".
-    escaped = (regex.sub(r"['’]", "['’]", re.escape(p)) for p in parts)
+    escaped = (_APOSTROPHE.sub("['’]", re.escape(p)) for p in parts)
     return r"[\s\-]+".join(escaped)
 
 
@@ -250,31 +254,35 @@ def named_parts(lexicon: Lexicon) -> dict[str, str]:
     return built_in | {name: alternation(words) for name, words in lexicon.lists.items()}
 
 
-def expand(template: str, lexicon: Lexicon, depth: int = 0) -> str:
-    """A pattern with its {{name}} placeholders replaced, fragments expanded recursively."""
+def expand(template: str, lexicon: Lexicon, parts: dict[str, str], depth: int = 0) -> str:
+    """A pattern with its {{name}} placeholders (`parts`, from `named_parts`) replaced,
+    fragments expanded recursively."""
     if depth > 8:
         raise LexiconError(f"{lexicon.language}.yaml: fragments refer to each other in a loop")
-    parts = named_parts(lexicon)
 
     def replace(match: regex.Match[str]) -> str:
         name = match[1]
         if name in lexicon.fragments:
-            return "(?:" + expand(lexicon.fragments[name], lexicon, depth + 1) + ")"
+            return "(?:" + expand(lexicon.fragments[name], lexicon, parts, depth + 1) + ")"
         if name in parts:
-            return expand(parts[name], lexicon, depth + 1) if "{{" in parts[name] else parts[name]
+            part = parts[name]
+            return expand(part, lexicon, parts, depth + 1) if "{{" in part else part
         raise LexiconError(f"{lexicon.language}.yaml: unknown placeholder {{{{{name}}}}}")
 
     return _PLACEHOLDER.sub(replace, template)
 
 
 def compile_patterns(lexicon: Lexicon) -> list[tuple[Pattern, regex.Pattern[str]]]:
-    return [(pattern, compile_pattern(lexicon, pattern)) for pattern in lexicon.patterns]
+    parts = named_parts(lexicon)  # built once: the word lists are long
+    return [(pattern, compile_pattern(lexicon, pattern, parts)) for pattern in lexicon.patterns]
 
 
-def compile_pattern(lexicon: Lexicon, pattern: Pattern) -> regex.Pattern[str]:
+def compile_pattern(
+    lexicon: Lexicon, pattern: Pattern, parts: dict[str, str]
+) -> regex.Pattern[str]:
     flags = FLAGS & ~regex.IGNORECASE if pattern.case_sensitive else FLAGS
     try:
-        compiled = regex.compile(expand(pattern.regex, lexicon), flags)
+        compiled = regex.compile(expand(pattern.regex, lexicon, parts), flags)
     except regex.error as exc:
         raise LexiconError(
             f"{lexicon.language}.yaml: pattern {pattern.name!r} is not a valid regex: {exc}"
