@@ -168,12 +168,15 @@ def run(benchmark: Benchmark, quick: bool, out: Path) -> dict | None:
     return json.loads(out.read_text())
 
 
-def table(figures: dict) -> str:
+def table(figures: dict, chosen: set[str]) -> str:
     lines = ["| measure | value | anchor | goal | met |", "|---|---:|---|---|---|"]
     for row in ROWS:
         try:
             value, met = row.value(figures), row.met(figures)
-        except (KeyError, TypeError):
+        except KeyError as missing:  # the benchmark's figures, named by the first key
+            ran = missing.args[0] in chosen
+            value, met = ("(benchmark failed)" if ran else "(not run)"), None
+        except TypeError:
             value, met = "(benchmark failed)", None
         mark = "" if met is None else ("yes" if met else "**no**")
         lines.append(f"| {row.measure} | {value} | {row.anchor} | {row.goal} | {mark} |")
@@ -195,7 +198,9 @@ def main() -> int:
                 figures[benchmark.name] = result
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     command = " ".join([".venv/bin/python", "bench/run_all.py", *sys.argv[1:]])
-    report = f"{table(figures)}\n\nmachine: {machine} · command: `{command}`\n"
+    report = (
+        f"{table(figures, {b.name for b in chosen})}\n\nmachine: {machine} · command: `{command}`\n"
+    )
     print(report)
     if args.out:
         args.out.write_text(report)
