@@ -48,6 +48,8 @@ def _sidebar_filters(settings: Settings) -> Filters:
         st.sidebar.warning(str(exc))
         return Filters()
     st.sidebar.subheader("Filters")
+    if options.get("as_of"):  # pages read a mart: say how recent its data is
+        st.sidebar.caption(f"Data as of {options['as_of']:%Y-%m-%d %H:%M:%S} UTC")
     first, last = options["first"], options["last"]
     start = end = None
     if first and last:

@@ -1,8 +1,12 @@
 """The one place the dashboard runs SQL on the warehouse: read-only, aggregated, cached.
 
-Every page asks for small result sets (aggregates computed by DuckDB); nothing here loads a
-whole table. The shared filters become one `WITH s AS (...)` over `sessions`, and each query
-joins it by session_id. Results are cached for `Settings.dashboard.cache_ttl_s` seconds.
+Pages read the latest mart (voxledger.warehouse.marts): the views they need, materialised as
+tables in a file of their own, rebuilt in the background as files land (by the sink, and by
+this module when pages find theirs stale). Opening one is instant, whatever the warehouse's
+size, and no page derives anything from the raw events. Every page asks for small result
+sets (aggregates computed by DuckDB); nothing here loads a whole table. The shared filters
+become one `WITH s AS (...)` over `sessions`, and each query joins it by session_id. Results
+are cached per mart, for `Settings.dashboard.cache_ttl_s` seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,13 +24,9 @@ import streamlit as st
 
 from voxledger.config import Settings
 from voxledger.errors import VoxLedgerError
-from voxledger.warehouse.db import (
-    WarehouseError,
-    connect,
-    database_path,
-    read_query,
-    warehouse_root,
-)
+from voxledger.warehouse import marts
+from voxledger.warehouse.db import WarehouseError, read_query
+from voxledger.warehouse.marts import Mart
 
 # Redaction placeholders look like <PERSON_4821> or <PHONE_NUMBER_12>.
 PLACEHOLDER_PATTERN = r"<([A-Z][A-Z_]*[A-Z])_[0-9]+>"
@@ -34,19 +34,7 @@ PLACEHOLDER_PATTERN = r"<([A-Z][A-Z_]*[A-Z])_[0-9]+>"
 DECEPTION_RULES = ("ai_disclosure", "no_human_claim")
 SAFETY_PREFIX = "safety_classifier."
 SQL_ROW_LIMIT = 1000
-# The views the pages read, copied per cache period (see open_snapshot); never `events`.
-SNAPSHOT_VIEWS = (
-    "sessions",
-    "turns",
-    "responses",
-    "tool_calls",
-    "findings",
-    "costs",
-    "cost_modalities",
-    "session_costs",
-    "latency",
-    "errors",
-)
+OPEN_ATTEMPTS = 3  # a mart pruned between listing and opening: the next listing has a newer one
 
 
 class WarehouseUnavailable(VoxLedgerError):
@@ -86,67 +74,46 @@ class Filters:
         return (" AND ".join(conditions) or "TRUE"), params
 
 
-# -- connection and cached execution ------------------------------------------------------------
+# -- the mart and cached execution --------------------------------------------------------------
 
 
-def open_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """A read-only connection on which the public views exist (the warehouse layer's own)."""
-    try:
-        return connect(settings, read_only=True)
-    except duckdb.Error as exc:
-        raise WarehouseUnavailable(f"cannot open the warehouse: {exc}") from None
+def open_mart(settings: Settings) -> Mart:
+    """The mart pages read, opened: the latest one, or, when there is none yet (a first start),
+    one built now (once: concurrent builders wait for the first, across processes too)."""
+    for _ in range(OPEN_ATTEMPTS):
+        mart: Mart | None = None
+        try:
+            mart = marts.latest(settings)
+            if mart is None:
+                with st.spinner("Building the dashboard's copy of the warehouse (first start)..."):
+                    mart = marts.refresh(settings)
+            assert mart is not None  # refresh waits for a build another process runs
+            _mart_connection(str(mart.path))
+            marts.refresh_soon(settings)  # pages keep this one meanwhile
+            return mart
+        except duckdb.IOException as exc:
+            if mart is not None and not mart.path.exists():
+                continue  # pruned between the listing and the open
+            raise WarehouseUnavailable(f"cannot open the warehouse: {exc}") from None
+        except (duckdb.Error, OSError, VoxLedgerError) as exc:
+            raise WarehouseUnavailable(f"cannot read the warehouse: {exc}") from None
+    raise WarehouseUnavailable("cannot open the warehouse: its copies keep being replaced")
 
 
-def warehouse_key(settings: Settings) -> str:
-    """What identifies one warehouse in the caches (tests run several in one process)."""
-    return f"{warehouse_root(settings)}|{database_path(settings)}"
-
-
-def open_snapshot(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """An in-memory copy of the views the pages read, taken through a read-only connection.
-
-    The public views derive sessions, turns and latency from the raw events on every query;
-    a page asks a dozen questions, so it reads one copy taken per cache period instead. The
-    copy is a database of its own: every Streamlit session's cursor sees it, and the
-    warehouse file is released as soon as the copy is taken.
-    """
-    source = open_connection(settings)
-    snapshot = duckdb.connect(":memory:")
-    try:
-        for view in SNAPSHOT_VIEWS:
-            rows = source.sql(f"SELECT * FROM {view}").to_arrow_table()
-            snapshot.register("incoming", rows)
-            snapshot.execute(f"CREATE TABLE {view} AS SELECT * FROM incoming")
-            snapshot.unregister("incoming")
-    except duckdb.Error as exc:
-        snapshot.close()
-        raise WarehouseUnavailable(f"cannot read the warehouse views: {exc}") from None
-    finally:
-        source.close()
-    return snapshot
-
-
-@functools.cache
-def _connection_cache(ttl_s: float) -> Callable[[str, str], duckdb.DuckDBPyConnection]:
-    # Retaken after the TTL, in the background: pages keep reading the previous copy meanwhile
-    # (an old connection is closed when garbage-collected, never under a running query).
-    @st.cache_resource(
-        ttl=ttl_s or None,
-        show_spinner="Reading the warehouse...",
-        refresh_mode="background" if ttl_s else "foreground",
-    )
-    def connection(key: str, settings_json: str) -> duckdb.DuckDBPyConnection:
-        return open_snapshot(Settings.model_validate_json(settings_json))
-
-    return connection
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _mart_connection(path: str) -> duckdb.DuckDBPyConnection:
+    # One read-only connection per mart file (a mart never changes); every Streamlit session
+    # takes its own cursor. An old mart's connection is dropped when newer ones push it out,
+    # closed when garbage-collected, never under a running query.
+    return duckdb.connect(path, read_only=True)
 
 
 @functools.cache
 def _query_cache(ttl_s: float) -> Callable[..., Any]:
     @st.cache_data(ttl=ttl_s or None, show_spinner=False, max_entries=2000)
-    def run(key: str, settings_json: str, sql: str, params: tuple[Any, ...], exact: bool) -> Any:
-        con = _connection_cache(ttl_s)(key, settings_json)
-        cursor = con.cursor()  # one cursor per query: Streamlit sessions run in threads
+    def run(path: str, sql: str, params: tuple[Any, ...], exact: bool) -> Any:
+        con = _mart_connection(path)  # held until the query is done, even if evicted meanwhile
+        cursor = con.cursor()  # one per query: Streamlit sessions run in threads
         try:
             result = cursor.execute(sql, list(params))
             if exact:  # Python values: DECIMAL stays Decimal for money
@@ -160,13 +127,26 @@ def _query_cache(ttl_s: float) -> Callable[..., Any]:
 
 
 class Warehouse:
-    """The views, read through cached queries; `filters` scope every session-level query."""
+    """The views, read from one mart through cached queries; `filters` scope every
+    session-level query. The mart is picked at the first query and kept for the page run,
+    so every figure of a page comes from the same data."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.key = warehouse_key(settings)
-        self._settings_json = _settings_json(settings)
         self._ttl = settings.dashboard.cache_ttl_s
+        self._mart: Mart | None = None
+
+    @property
+    def mart(self) -> Mart:
+        """The mart this page run reads (opened at its first use)."""
+        if self._mart is None:
+            self._mart = open_mart(self.settings)
+        return self._mart
+
+    @property
+    def as_of(self) -> datetime:
+        """When the data shown was read from the warehouse (UTC): the mart's "as of"."""
+        return self.mart.as_of
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """A small result as a DataFrame (for tables and charts)."""
@@ -181,15 +161,11 @@ class Warehouse:
         return found[0] if found else {}
 
     def _run(self, sql: str, params: Sequence[Any], *, exact: bool) -> Any:
+        path = str(self.mart.path)
         try:
-            return _query_cache(self._ttl)(self.key, self._settings_json, sql, tuple(params), exact)
+            return _query_cache(self._ttl)(path, sql, tuple(params), exact)
         except duckdb.Error as exc:
             raise WarehouseUnavailable(f"the warehouse query failed: {exc}") from None
-
-
-def _settings_json(settings: Settings) -> str:
-    # Secrets are not needed to read the warehouse; dump them masked, never in clear.
-    return settings.model_dump_json()
 
 
 def scoped(filters: Filters, body: str, params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
@@ -203,9 +179,14 @@ def scoped(filters: Filters, body: str, params: Sequence[Any] = ()) -> tuple[str
 
 
 def filter_options(wh: Warehouse) -> dict[str, Any]:
-    """Distinct values for the sidebar filters and the warehouse's date span."""
+    """Distinct values for the sidebar filters, the warehouse's date span, and when the data
+    shown was read from the warehouse (`as_of`, UTC)."""
     span = wh.one("SELECT min(date) AS first, max(date) AS last, count(*) AS n FROM sessions")
-    options: dict[str, Any] = {"first": span.get("first"), "last": span.get("last")}
+    options: dict[str, Any] = {
+        "first": span.get("first"),
+        "last": span.get("last"),
+        "as_of": wh.as_of,
+    }
     for column in ("tenant", "app", "model", "region"):
         found = wh.rows(
             f"SELECT DISTINCT {column} AS v FROM sessions WHERE {column} IS NOT NULL ORDER BY 1"

@@ -141,7 +141,8 @@ def warehouse_group() -> None:
 
 @warehouse_group.command("refresh")
 def warehouse_refresh() -> None:
-    """Create or update the DuckDB file and its views (for BI tools opening it directly)."""
+    """Create or update the DuckDB file and its views (for BI tools opening it directly),
+    and rebuild the dashboard's mart when files changed since it was built."""
     from voxledger.warehouse.db import refresh
 
     path = refresh(_settings())

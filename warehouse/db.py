@@ -18,6 +18,8 @@ table of the sink (`_base_events`, ...) and the public views of `tables.py` over
   S3FileSystem, registered on the connection, and the views are TEMP views of an in-memory
   database. They list the files when `connect()` runs: reconnect to see newer files. BI
   tools cannot use the DuckDB file for such a root.
+- The dashboard reads marts (marts.py), files of tables computed from these views, rather
+  than the views themselves.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "base_name",
     "check_read_only",
     "connect",
+    "create_base_views",
     "database_path",
     "read_query",
     "refresh",
@@ -138,8 +141,12 @@ def _fingerprint(store: Store, present: tuple[str, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def refresh(settings: Settings) -> Path:
-    """Create or update the database file and its views; returns its path."""
+def refresh(settings: Settings, *, marts: bool = True) -> Path:
+    """Create or update the database file and its views; returns its path.
+
+    With `marts`, also rebuild the dashboard's mart when files changed since it was built
+    (`voxledger warehouse refresh`; see marts.py).
+    """
     store = open_store(settings)
     if not store.local:
         raise WarehouseError(
@@ -148,6 +155,10 @@ def refresh(settings: Settings) -> Path:
     path = database_path(settings)
     present = _tables_with_files(store)
     _write_views(path, store, present, _fingerprint(store, present))
+    if marts:
+        from voxledger.warehouse.marts import refresh as refresh_marts  # marts builds on db
+
+        refresh_marts(settings)
     return path
 
 
@@ -234,28 +245,43 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 def _connect_object_storage(store: Store) -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB whose base relations are pyarrow datasets on the S3 filesystem."""
     con = duckdb.connect(":memory:")
-    present = []
-    for table in SOURCE_TABLES:
-        paths = store.list_paths(table)
-        if not paths:
-            continue
-        schema = SCHEMAS[table]
-        dataset = pads.dataset(
-            paths,
-            schema=schema.append(pa.field("date", pa.string())),
-            format="parquet",
-            filesystem=store.fs,
-            partitioning=pads.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
-            partition_base_dir=store.table_dir(table),
-        )
-        con.register(f"_dataset_{table}", dataset)
-        present.append(table)
-    for table in SOURCE_TABLES:
-        source = f"_dataset_{table}" if table in present else None
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {base_name(table)} AS {_columns(table, source)}")
+    create_base_views(con, store)
     for name, sql in tables.definitions():
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
     return con
+
+
+def create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    """TEMP views `_base_<table>` on `con` over the files of `store`.
+
+    Local roots read by glob (a table without files gets a typed empty SELECT); object
+    storage gets pyarrow datasets registered on `con`, listing the files now.
+    """
+    for table in SOURCE_TABLES:
+        if store.local:
+            present = bool(store.list_paths(table))
+            source = _glob(store, table) if present else None
+        else:
+            source = _register_dataset(con, store, table)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {base_name(table)} AS {_columns(table, source)}")
+
+
+def _register_dataset(con: duckdb.DuckDBPyConnection, store: Store, table: str) -> str | None:
+    """Register `table`'s files as a pyarrow dataset on `con`; its name, None without files."""
+    paths = store.list_paths(table)
+    if not paths:
+        return None
+    schema = SCHEMAS[table]
+    dataset = pads.dataset(
+        paths,
+        schema=schema.append(pa.field("date", pa.string())),
+        format="parquet",
+        filesystem=store.fs,
+        partitioning=pads.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
+        partition_base_dir=store.table_dir(table),
+    )
+    con.register(f"_dataset_{table}", dataset)
+    return f"_dataset_{table}"
 
 
 # -- read-only queries ----------------------------------------------------------------------

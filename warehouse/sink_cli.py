@@ -16,11 +16,17 @@ def _settings():
 
 @click.command("sink")
 def sink_command() -> None:
-    """Write the redacted, findings, costs and dead-letter topics to Parquet until stopped."""
+    """Write the redacted, findings, costs and dead-letter topics to Parquet until stopped.
+
+    Meanwhile a background thread rebuilds the dashboard's mart as files land (throttled).
+    """
+    from voxledger.warehouse.marts import MartRefresher
     from voxledger.warehouse.sink import run_sink
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stats = run_sink(_settings())
+    settings = _settings()
+    with MartRefresher(settings):
+        stats = run_sink(settings)
     click.echo(
         f"sink stopped: {stats.records} records, {stats.rows_written} rows in "
         f"{stats.files_written} files ({stats.rows_erased} rows erased)"

@@ -6,13 +6,17 @@ its documentation cannot drift apart (a test compares both with what DuckDB repo
 
 The views read the base relations `_base_<table>` that `db.py` builds over the sink's Parquet
 (one row per Kafka record). They aggregate in SQL only, reading the Realtime event payloads
-with DuckDB's JSON functions; GA and beta event names are both accepted. Records a replay
-delivered twice (same id) are counted once.
+with DuckDB's JSON functions (each payload parsed once per view, into the fields it needs);
+GA and beta event names are both accepted. Records a replay delivered twice (same id) are
+counted once. `voxledger.warehouse.marts` computes the views the dashboard reads into tables,
+in CREATION_ORDER, each view reading the ones before it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["HELPERS", "VIEWS", "Column", "View", "render_dictionary", "view_named"]
 
@@ -85,6 +89,22 @@ def _j(path: str, source: str = "payload") -> str:
     return f"json_extract_string({source}, '{path}')"
 
 
+def _parsed(*paths: str, source: str = "payload") -> str:
+    """`source` parsed once into a struct of the fields `paths` name ("item.id" → p.item.id).
+
+    Each field is VARCHAR exactly as json_extract_string gives it (objects as JSON text,
+    NULL when absent); one parse per row instead of one per field read.
+    """
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = "VARCHAR"
+    return f"json_transform({source}, '{json.dumps(tree, separators=(',', ':'))}')"
+
+
 # -- internal helper views (not documented: not part of the public contract) -----------------
 
 _SESSION_CONTEXT = """
@@ -103,126 +123,175 @@ FROM events
 GROUP BY session_id
 """
 
-# Which response each output item belongs to, for truncations that name only the item.
-_ITEM_RESPONSES = f"""
-SELECT DISTINCT
-    session_id,
-    coalesce({_j("$.item_id")}, {_j("$.item.id")}) AS item_id,
-    {_j("$.response_id")} AS response_id
-FROM events
-WHERE direction = 'server'
-  AND {_j("$.response_id")} IS NOT NULL
-  AND coalesce({_j("$.item_id")}, {_j("$.item.id")}) IS NOT NULL
+# The last response.done of each response, its payload fields parsed (responses and errors).
+_RESPONSE_DONE_FIELDS = _parsed(
+    "response.id",
+    "response.status",
+    "response.status_details.reason",
+    "response.status_details.error.code",
+    "response.status_details.error.message",
+    "response.usage.input_tokens",
+    "response.usage.output_tokens",
+    "response.usage.input_token_details.cached_tokens",
+    "response.usage.total_tokens",
+)
+_RESPONSE_DONE = f"""
+WITH done AS (
+    SELECT session_id, observed_at, seq, {_RESPONSE_DONE_FIELDS} AS p
+    FROM events WHERE type = 'response.done'
+)
+SELECT session_id, p.response.id AS response_id, observed_at AS done_at, seq,
+       p.response.status AS status, p.response.status_details.reason AS status_reason,
+       p.response.status_details.error.code AS error_code,
+       p.response.status_details.error.message AS error_message,
+       TRY_CAST(p.response.usage.input_tokens AS BIGINT) AS input_tokens,
+       TRY_CAST(p.response.usage.output_tokens AS BIGINT) AS output_tokens,
+       TRY_CAST(p.response.usage.input_token_details.cached_tokens AS BIGINT) AS cached_tokens,
+       TRY_CAST(p.response.usage.total_tokens AS BIGINT) AS total_tokens
+FROM done
+QUALIFY row_number() OVER (PARTITION BY session_id, p.response.id ORDER BY seq DESC) = 1
 """
 
 HELPERS: tuple[tuple[str, str], ...] = (
     ("_session_context", _SESSION_CONTEXT),
-    ("_item_responses", _ITEM_RESPONSES),
+    ("_response_done", _RESPONSE_DONE),
 )
 
 # -- public views -----------------------------------------------------------------------------
 
-# A replayed envelope (same id at a later offset) is kept once: its first copy. The copies
-# are picked on narrow columns and joined back, so filters on type/session reach the scan.
-_EVENTS = """
-WITH firsts AS (
+_EVENT_COLUMNS = (
+    "envelope_id, session_id, seq, direction, type, observed_at, tenant, app, region, "
+    "upstream_host, model, source, payload, extra, kafka_topic, kafka_partition, kafka_offset, "
+    "date"
+)
+
+# A replayed envelope (same id at a later offset) is kept once: its first copy. Replays are
+# rare, so the keys seen more than once are found by an 8-byte hash of (session, envelope)
+# first, and only their rows are compared exactly; every other row is its own first copy (a
+# key with a NULL part never joins its first copy, so it is left out, as a join would).
+# Filters on type or session reach both scans.
+_EVENTS = f"""
+WITH repeated AS (
+    SELECT hash(session_id, envelope_id) AS key FROM _base_events
+    GROUP BY key HAVING count(*) > 1
+),
+copies AS (
+    SELECT * FROM _base_events WHERE hash(session_id, envelope_id) IN (SELECT key FROM repeated)
+),
+firsts AS (
     SELECT session_id, envelope_id, min(kafka_offset) AS kafka_offset,
            arg_min(kafka_partition, kafka_offset) AS kafka_partition
-    FROM _base_events GROUP BY session_id, envelope_id
+    FROM copies GROUP BY session_id, envelope_id
 )
-SELECT b.envelope_id, b.session_id, b.seq, b.direction, b.type, b.observed_at, b.tenant,
-       b.app, b.region, b.upstream_host, b.model, b.source, b.payload, b.extra, b.kafka_topic,
-       b.kafka_partition, b.kafka_offset, b.date
-FROM _base_events b
+SELECT {_EVENT_COLUMNS}
+FROM _base_events
+WHERE hash(session_id, envelope_id) NOT IN (SELECT key FROM repeated)
+  AND session_id IS NOT NULL AND envelope_id IS NOT NULL
+  AND kafka_partition IS NOT NULL AND kafka_offset IS NOT NULL
+UNION ALL
+SELECT {", ".join(f"c.{c}" for c in _EVENT_COLUMNS.split(", "))}
+FROM copies c
 JOIN firsts f USING (session_id, envelope_id, kafka_partition, kafka_offset)
 """
 
+# Each event's payload is parsed once (`p`); a user message item's text list is read on those
+# items only.
+_TURN_FIELDS = _parsed(
+    "item_id",
+    "content_index",
+    "response_id",
+    "transcript",
+    "text",
+    "audio_start_ms",
+    "audio_end_ms",
+    "delta.duration_ms",
+    "item.id",
+    "item.type",
+    "item.role",
+)
 _TURNS = f"""
-WITH ev AS (
-    SELECT session_id, seq, observed_at, type, direction, payload FROM events
+WITH parsed AS (
+    SELECT session_id, seq, observed_at, type, direction, payload, {_TURN_FIELDS} AS p
+    FROM events
     WHERE type IN ('conversation.item.input_audio_transcription.completed',
                    'input_audio_buffer.speech_started', 'input_audio_buffer.speech_stopped',
                    'input_audio_buffer.committed', 'conversation.item.create')
        OR type IN {ASSISTANT_DELTAS} OR type IN {ASSISTANT_DONE} OR type IN {ITEM_EVENTS}
 ),
+ev AS (
+    SELECT session_id, seq, observed_at, type, direction, p,
+           CASE WHEN p.item.type = 'message' AND p.item.role = 'user'
+                THEN {_j("$.item.content[*].text")} END AS texts
+    FROM parsed
+),
 speech AS (
-    SELECT session_id, {_j("$.item_id")} AS item_id,
+    SELECT session_id, p.item_id AS item_id,
            min(observed_at) FILTER (WHERE type = 'input_audio_buffer.speech_started') AS started_at,
            max(observed_at) FILTER (WHERE type = 'input_audio_buffer.speech_stopped') AS stopped_at,
-           min(TRY_CAST({_j("$.audio_start_ms")} AS DOUBLE)) AS start_ms,
-           max(TRY_CAST({_j("$.audio_end_ms")} AS DOUBLE)) AS end_ms
+           min(TRY_CAST(p.audio_start_ms AS DOUBLE)) AS start_ms,
+           max(TRY_CAST(p.audio_end_ms AS DOUBLE)) AS end_ms
     FROM ev
     WHERE type IN ('input_audio_buffer.speech_started', 'input_audio_buffer.speech_stopped')
     GROUP BY ALL
 ),
 item_first AS (
-    SELECT session_id, coalesce({_j("$.item.id")}, {_j("$.item_id")}) AS item_id,
-           min(seq) AS first_seq
+    SELECT session_id, coalesce(p.item.id, p.item_id) AS item_id, min(seq) AS first_seq
     FROM ev
     WHERE direction = 'server'
       AND (type IN {ITEM_EVENTS} OR type LIKE 'input_audio_buffer.%' OR type IN {ASSISTANT_DELTAS})
     GROUP BY ALL
 ),
 user_audio AS (
-    SELECT t.session_id, 'user' AS role, {_j("$.item_id", "t.payload")} AS item_id,
-           CAST(NULL AS VARCHAR) AS response_id, {_j("$.transcript", "t.payload")} AS text,
+    SELECT t.session_id, 'user' AS role, t.p.item_id AS item_id,
+           CAST(NULL AS VARCHAR) AS response_id, t.p.transcript AS text,
            coalesce(s.started_at, t.observed_at) AS started_at,
            coalesce(s.stopped_at, t.observed_at) AS ended_at,
            s.end_ms - s.start_ms AS audio_ms, t.seq
     FROM ev t
-    LEFT JOIN speech s
-      ON s.session_id = t.session_id AND s.item_id = {_j("$.item_id", "t.payload")}
+    LEFT JOIN speech s ON s.session_id = t.session_id AND s.item_id = t.p.item_id
     WHERE t.type = 'conversation.item.input_audio_transcription.completed'
     QUALIFY row_number() OVER (
-        PARTITION BY t.session_id, {_j("$.item_id", "t.payload")},
-                     {_j("$.content_index", "t.payload")}
-        ORDER BY t.seq) = 1
+        PARTITION BY t.session_id, t.p.item_id, t.p.content_index ORDER BY t.seq) = 1
+),
+messages AS (
+    SELECT session_id, direction, type, observed_at, seq, p.item.id AS item_id,
+           array_to_string(texts, ' ') AS text, len(texts) AS parts
+    FROM ev
+    WHERE (type IN {ITEM_EVENTS} OR type = 'conversation.item.create')
+      AND p.item.type = 'message' AND p.item.role = 'user'
 ),
 server_text AS (
-    SELECT session_id, 'user' AS role, {_j("$.item.id")} AS item_id,
-           CAST(NULL AS VARCHAR) AS response_id,
-           array_to_string({_j("$.item.content[*].text")}, ' ') AS text,
+    SELECT session_id, 'user' AS role, item_id, CAST(NULL AS VARCHAR) AS response_id, text,
            observed_at AS started_at, observed_at AS ended_at,
            CAST(NULL AS DOUBLE) AS audio_ms, seq
-    FROM ev
-    WHERE direction = 'server' AND type IN {ITEM_EVENTS}
-      AND {_j("$.item.type")} = 'message' AND {_j("$.item.role")} = 'user'
-      AND len({_j("$.item.content[*].text")}) > 0
-    QUALIFY row_number() OVER (PARTITION BY session_id, {_j("$.item.id")} ORDER BY seq) = 1
+    FROM messages
+    WHERE direction = 'server' AND type IN {ITEM_EVENTS} AND parts > 0
+    QUALIFY row_number() OVER (PARTITION BY session_id, item_id ORDER BY seq) = 1
 ),
 -- A user text item only the client's side recorded (no server echo of the same text).
 client_text AS (
-    SELECT c.session_id, 'user' AS role, {_j("$.item.id", "c.payload")} AS item_id,
-           CAST(NULL AS VARCHAR) AS response_id,
-           array_to_string({_j("$.item.content[*].text", "c.payload")}, ' ') AS text,
-           c.observed_at AS started_at, c.observed_at AS ended_at,
+    SELECT c.session_id, 'user' AS role, c.item_id, CAST(NULL AS VARCHAR) AS response_id,
+           c.text, c.observed_at AS started_at, c.observed_at AS ended_at,
            CAST(NULL AS DOUBLE) AS audio_ms, c.seq
-    FROM ev c
-    WHERE c.direction = 'client' AND c.type = 'conversation.item.create'
-      AND {_j("$.item.type", "c.payload")} = 'message'
-      AND {_j("$.item.role", "c.payload")} = 'user'
-      AND len({_j("$.item.content[*].text", "c.payload")}) > 0
+    FROM messages c
+    WHERE c.direction = 'client' AND c.type = 'conversation.item.create' AND c.parts > 0
       AND NOT EXISTS (
-          SELECT 1 FROM server_text s
-          WHERE s.session_id = c.session_id
-            AND s.text = array_to_string({_j("$.item.content[*].text", "c.payload")}, ' '))
+          SELECT 1 FROM server_text s WHERE s.session_id = c.session_id AND s.text = c.text)
 ),
 deltas AS (
-    SELECT session_id, {_j("$.item_id")} AS item_id, min(observed_at) AS first_at,
-           sum(TRY_CAST({_j("$.delta.duration_ms")} AS DOUBLE))
+    SELECT session_id, p.item_id AS item_id, min(observed_at) AS first_at,
+           sum(TRY_CAST(p.delta.duration_ms AS DOUBLE))
                FILTER (WHERE type IN {AUDIO_DELTAS}) AS audio_ms
     FROM ev WHERE type IN {ASSISTANT_DELTAS}
     GROUP BY ALL
 ),
 assistant AS (
-    SELECT d.session_id, 'assistant' AS role, {_j("$.item_id", "d.payload")} AS item_id,
-           {_j("$.response_id", "d.payload")} AS response_id,
-           coalesce({_j("$.transcript", "d.payload")}, {_j("$.text", "d.payload")}) AS text,
+    SELECT d.session_id, 'assistant' AS role, d.p.item_id AS item_id,
+           d.p.response_id AS response_id, coalesce(d.p.transcript, d.p.text) AS text,
            coalesce(x.first_at, d.observed_at) AS started_at, d.observed_at AS ended_at,
            x.audio_ms, d.seq
     FROM ev d
-    LEFT JOIN deltas x
-      ON x.session_id = d.session_id AND x.item_id = {_j("$.item_id", "d.payload")}
+    LEFT JOIN deltas x ON x.session_id = d.session_id AND x.item_id = d.p.item_id
     WHERE d.type IN {ASSISTANT_DONE}
 ),
 turns AS (
@@ -239,26 +308,32 @@ FROM turns t
 LEFT JOIN item_first f ON f.session_id = t.session_id AND f.item_id = t.item_id
 """
 
+# Every server event is read (and parsed once): any of them may tie a truncated item to its
+# response.
+_LATENCY_FIELDS = _parsed(
+    "response.id", "response.status_details.reason", "response_id", "item_id", "item.id"
+)
 _LATENCY = f"""
 WITH ev AS (
-    SELECT session_id, seq, observed_at, type, payload FROM events
+    SELECT session_id, seq, observed_at, type, direction, {_LATENCY_FIELDS} AS p
+    FROM events
     WHERE type IN ('response.created', 'response.done', 'input_audio_buffer.speech_stopped',
                    'input_audio_buffer.speech_started')
-       OR type IN {ASSISTANT_DELTAS} OR type IN {TRUNCATIONS}
+       OR type IN {ASSISTANT_DELTAS} OR type IN {TRUNCATIONS} OR direction = 'server'
 ),
 created AS (
-    SELECT session_id, {_j("$.response.id")} AS response_id,
+    SELECT session_id, p.response.id AS response_id,
            min(observed_at) AS created_at, min(seq) AS created_seq
-    FROM ev WHERE type = 'response.created' AND {_j("$.response.id")} IS NOT NULL
+    FROM ev WHERE type = 'response.created' AND p.response.id IS NOT NULL
     GROUP BY ALL
 ),
 done AS (
-    SELECT session_id, {_j("$.response.id")} AS response_id, min(seq) AS done_seq,
-           any_value({_j("$.response.status_details.reason")}) AS reason
+    SELECT session_id, p.response.id AS response_id, min(seq) AS done_seq,
+           any_value(p.response.status_details.reason) AS reason
     FROM ev WHERE type = 'response.done' GROUP BY ALL
 ),
 firsts AS (
-    SELECT session_id, {_j("$.response_id")} AS response_id,
+    SELECT session_id, p.response_id AS response_id,
            min(observed_at) FILTER (WHERE type IN {AUDIO_DELTAS}) AS first_audio_at,
            min(observed_at) FILTER (WHERE type IN {TEXT_DELTAS}) AS first_text_at
     FROM ev WHERE type IN {ASSISTANT_DELTAS}
@@ -273,6 +348,9 @@ attributed AS (
     FROM created c ASOF LEFT JOIN stops s
       ON c.session_id = s.session_id AND c.created_seq > s.stopped_seq
 ),
+truncated AS (
+    SELECT session_id, p.item_id AS item_id FROM ev WHERE type IN {TRUNCATIONS}
+),
 barge_ins AS (
     SELECT DISTINCT c.session_id, c.response_id
     FROM created c
@@ -280,11 +358,11 @@ barge_ins AS (
     JOIN ev s ON s.session_id = c.session_id AND s.type = 'input_audio_buffer.speech_started'
              AND s.seq > c.created_seq AND s.seq < coalesce(d.done_seq, 9223372036854775807)
     UNION
-    SELECT DISTINCT t.session_id, r.response_id
-    FROM ev t
-    JOIN _item_responses r
-      ON r.session_id = t.session_id AND r.item_id = {_j("$.item_id", "t.payload")}
-    WHERE t.type IN {TRUNCATIONS}
+    -- A truncation names only the item: any server event naming both gives its response.
+    SELECT DISTINCT t.session_id, r.p.response_id
+    FROM truncated t
+    JOIN ev r ON r.session_id = t.session_id AND coalesce(r.p.item_id, r.p.item.id) = t.item_id
+    WHERE r.direction = 'server' AND r.p.response_id IS NOT NULL
 )
 SELECT a.session_id, a.response_id, a.created_at, f.first_audio_at, f.first_text_at,
        {_ms("a.created_at", "f.first_audio_at")} AS ttf_audio_ms,
@@ -319,38 +397,20 @@ FROM costs c, json_each(c.cost_by_modality) m
 """
 
 _RESPONSES = f"""
-WITH ev AS (
-    SELECT session_id, seq, observed_at, type, payload FROM events
-    WHERE type IN ('response.created', 'response.done')
-),
-created AS (
+WITH created AS (
     SELECT session_id, {_j("$.response.id")} AS response_id, min(observed_at) AS created_at
-    FROM ev WHERE type = 'response.created' GROUP BY ALL
-),
-done AS (
-    SELECT session_id, {_j("$.response.id")} AS response_id, observed_at AS done_at, seq,
-           payload
-    FROM ev WHERE type = 'response.done'
-    QUALIFY row_number() OVER (
-        PARTITION BY session_id, {_j("$.response.id")} ORDER BY seq DESC) = 1
+    FROM events WHERE type = 'response.created' GROUP BY ALL
 ),
 joined AS (
-    SELECT * FROM created FULL JOIN done USING (session_id, response_id)
+    SELECT * FROM created FULL JOIN _response_done USING (session_id, response_id)
     WHERE response_id IS NOT NULL
 )
 SELECT r.session_id, r.response_id, coalesce(k.model, s.model) AS model,
-       coalesce({_j("$.response.status", "r.payload")}, 'in_progress') AS status,
-       {_j("$.response.status_details.reason", "r.payload")} AS status_reason,
-       {_j("$.response.status_details.error.code", "r.payload")} AS error_code,
-       {_j("$.response.status_details.error.message", "r.payload")} AS error_message,
-       r.created_at, r.done_at,
+       coalesce(r.status, 'in_progress') AS status, r.status_reason, r.error_code,
+       r.error_message, r.created_at, r.done_at,
        coalesce(l.ttf_audio_ms, l.ttf_text_ms) AS latency_ms,
        {_ms("r.created_at", "r.done_at")} AS duration_ms,
-       TRY_CAST({_j("$.response.usage.input_tokens", "r.payload")} AS BIGINT) AS input_tokens,
-       TRY_CAST({_j("$.response.usage.output_tokens", "r.payload")} AS BIGINT) AS output_tokens,
-       TRY_CAST({_j("$.response.usage.input_token_details.cached_tokens", "r.payload")} AS BIGINT)
-           AS cached_tokens,
-       TRY_CAST({_j("$.response.usage.total_tokens", "r.payload")} AS BIGINT) AS total_tokens,
+       r.input_tokens, r.output_tokens, r.cached_tokens, r.total_tokens,
        k.cost_usd, k.complete AS cost_complete, k.context_used_ratio, k.truncation_inferred,
        k.estimated_tokens_dropped, coalesce(l.interrupted, false) AS interrupted, r.seq
 FROM joined r
@@ -360,9 +420,26 @@ LEFT JOIN latency l ON l.session_id = r.session_id AND l.response_id = r.respons
 LEFT JOIN _session_context s ON s.session_id = r.session_id
 """
 
+_TOOL_CALL_FIELDS = _parsed(
+    "item.type",
+    "item.id",
+    "item.call_id",
+    "item.name",
+    "item.server_label",
+    "item.arguments",
+    "item.output",
+    "item.approval_request_id",
+    "item.approve",
+    "item_id",
+    "call_id",
+    "name",
+    "arguments",
+    "response_id",
+)
 _TOOL_CALLS = f"""
 WITH ev AS (
-    SELECT session_id, seq, observed_at, type, direction, payload FROM events
+    SELECT session_id, seq, observed_at, type, direction, payload, {_TOOL_CALL_FIELDS} AS p
+    FROM events
     WHERE type IN {ITEM_EVENTS}
        OR type IN ('conversation.item.create', 'response.function_call_arguments.done',
                    'response.mcp_call_arguments.done', 'response.mcp_call.completed',
@@ -370,20 +447,17 @@ WITH ev AS (
 ),
 items AS (
     SELECT session_id, seq, observed_at, type, direction,
-           {_j("$.item.type")} AS item_type, {_j("$.item.id")} AS item_id,
-           {_j("$.item.call_id")} AS call_id, {_j("$.item.name")} AS name,
-           {_j("$.item.server_label")} AS server_label,
-           nullif({_j("$.item.arguments")}, '') AS arguments,
-           {_j("$.item.output")} AS output, json_extract(payload, '$.item.error') AS error,
-           {_j("$.item.approval_request_id")} AS approval_request_id,
-           TRY_CAST({_j("$.item.approve")} AS BOOLEAN) AS approve,
-           {_j("$.response_id")} AS response_id
-    FROM ev WHERE {_j("$.item.type")} IS NOT NULL
+           p.item.type AS item_type, p.item.id AS item_id, p.item.call_id AS call_id,
+           p.item.name AS name, p.item.server_label AS server_label,
+           nullif(p.item.arguments, '') AS arguments,
+           p.item.output AS output, json_extract(payload, '$.item.error') AS error,
+           p.item.approval_request_id AS approval_request_id,
+           TRY_CAST(p.item.approve AS BOOLEAN) AS approve, p.response_id AS response_id
+    FROM ev WHERE p.item.type IS NOT NULL
 ),
 args_done AS (
-    SELECT session_id, {_j("$.item_id")} AS item_id, {_j("$.call_id")} AS call_id,
-           {_j("$.name")} AS name, {_j("$.arguments")} AS arguments,
-           {_j("$.response_id")} AS response_id, observed_at, seq, type
+    SELECT session_id, p.item_id AS item_id, p.call_id AS call_id, p.name AS name,
+           p.arguments AS arguments, p.response_id AS response_id, observed_at, seq, type
     FROM ev
     WHERE type IN ('response.function_call_arguments.done', 'response.mcp_call_arguments.done')
 ),
@@ -410,7 +484,7 @@ outputs AS (
     FROM items WHERE item_type = 'function_call_output' GROUP BY ALL
 ),
 mcp_events AS (
-    SELECT session_id, {_j("$.item_id")} AS item_id,
+    SELECT session_id, p.item_id AS item_id,
            max(observed_at) AS ended_at,
            bool_or(type = 'response.mcp_call.failed') AS failed,
            bool_or(type = 'response.mcp_call.completed') AS completed
@@ -534,7 +608,8 @@ UNION ALL
 SELECT session_id, done_at AS observed_at, status || '_response' AS kind,
        coalesce(error_code, status_reason) AS code, coalesce(error_message, status_reason)
            AS message, response_id, seq
-FROM responses WHERE status IN ('failed', 'cancelled', 'incomplete')
+FROM _response_done
+WHERE response_id IS NOT NULL AND status IN ('failed', 'cancelled', 'incomplete')
 """
 
 _TRANSCRIPTIONS = f"""
@@ -980,7 +1055,7 @@ def view_named(name: str) -> View:
 CREATION_ORDER: tuple[str, ...] = (
     "events",
     "_session_context",
-    "_item_responses",
+    "_response_done",
     "costs",
     "cost_modalities",
     "latency",
@@ -1024,6 +1099,10 @@ Ways to query:
   (four slashes for an absolute path). `voxledger warehouse refresh` creates the file and
   its views and prints this URL; run it again after a table gets its first file.
 - Python: `voxledger.warehouse.db.connect(settings)` (refreshes the views when needed).
+
+The dashboard does not query these views: it reads a mart, the views it needs computed into
+tables of their own file (`warehouse.marts/` next to the DuckDB file), rebuilt by `voxledger
+sink` in the background as files land and by `voxledger warehouse refresh`.
 
 DuckDB allows one read-write process per file, or many read-only ones: open it read-only.
 With an object-storage root (`s3://...`) the views are created per connection over pyarrow

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from conftest import Warehouse
 from helpers import read_topic
 
 from voxledger.config import Settings, Tenant
 from voxledger.warehouse.budgets import BudgetAlerts, budget_crossings
 from voxledger.warehouse.db import connect
+
+if TYPE_CHECKING:  # only a type: importing `conftest` at run time picks whichever loaded first
+    from conftest import Warehouse
 
 
 def with_budgets(warehouse: Warehouse, **budgets: str) -> Settings:
