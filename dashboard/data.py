@@ -333,15 +333,21 @@ def budget_findings(wh: Warehouse, f: Filters) -> pd.DataFrame:
 
 
 def budget_spend(wh: Warehouse, tenants: Sequence[str], day: date) -> list[dict[str, Any]]:
-    """Per tenant: spend on `day`, in its month, and its most expensive session that month."""
+    """Per tenant: spend on `day`, in its month, and its most expensive session that month.
+
+    Days are those the budget findings use (warehouse/budgets.py): the UTC date each cost was
+    observed, and the cost record's tenant; so a call over midnight counts on both days.
+    """
     if not tenants:
         return []
     sql = """
         WITH c AS (
-            SELECT s.tenant, s.date, s.session_id, sum(costs.cost_usd) AS usd
-            FROM costs JOIN sessions s USING (session_id)
-            WHERE list_contains(?::VARCHAR[], s.tenant)
-              AND s.date BETWEEN date_trunc('month', ?::DATE) AND ?::DATE
+            SELECT tenant, CAST(timezone('UTC', observed_at) AS DATE) AS date, session_id,
+                   sum(cost_usd) AS usd
+            FROM costs
+            WHERE list_contains(?::VARCHAR[], tenant)
+              AND CAST(timezone('UTC', observed_at) AS DATE)
+                  BETWEEN date_trunc('month', ?::DATE) AND ?::DATE
             GROUP BY ALL
         )
         SELECT t.tenant,

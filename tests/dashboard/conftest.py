@@ -64,7 +64,10 @@ SESSIONS = (
     SessionSpec("mcp-tools", scenario="mcp_tools_en", tenant="acme-us", app="voice-desk"),
     SessionSpec("pii", scenario="pii_heavy_en", start=DAY2, **US),
     SessionSpec("denies-ai", scenario="denies_ai_en", start=DAY2, **US),
-    SessionSpec("barge-in", scenario="barge_in_en", start=DAY2, **US),
+    # Over midnight: its costs count on the day each was observed (as budgets judge them).
+    SessionSpec(
+        "barge-in", scenario="barge_in_en", start=DAY1.replace(hour=23, minute=59, second=59), **US
+    ),
 )
 CONFIG = """\
 data_dir = "{data_dir}"
@@ -77,7 +80,7 @@ name = "acme-us"
 app = "support-bot"
 region = "us"
 client_key_sha256 = "812f7d47cdbeaaf9a7584113c1ebe4fa239930639940b46d65ced890e49adac8"
-budgets = {{ daily_usd = 0.25, monthly_usd = 0.5, per_session_usd = 0.1 }}
+budgets = {{ daily_usd = 0.2, monthly_usd = 0.4, per_session_usd = 0.1 }}
 
 [[tenants]]
 name = "acme-eu"

@@ -12,6 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from voxledger.dashboard.auth import ACCESS
 from voxledger.dashboard.ui import usd
+from voxledger.warehouse.budgets import budget_crossings
+from voxledger.warehouse.db import connect
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 # What the pii_heavy_en caller says; none of it may reach a page.
@@ -75,6 +77,38 @@ def test_spend_shows_costs_computed_in_sql(dashboard_env: Any) -> None:
         for e in at.error
     )
     assert dict(by_tenant)  # the warehouse has spend to show
+
+
+def test_budget_burn_agrees_with_the_budget_findings(dashboard_env: Any) -> None:
+    """The day and month the burn table shows are the periods budget findings are judged
+    on (UTC date each cost was observed, the cost's tenant): same spend, same overruns."""
+    wh = dashboard_env
+    at = open_page("finance", "spend")
+    burn = next(df.value for df in at.dataframe if {"period", "status"} <= set(df.value.columns))
+    settings = wh.settings()
+    con = connect(settings, read_only=True)
+    try:
+        findings = budget_crossings(settings, con)
+    finally:
+        con.close()
+    judged = 0
+    for row in burn.itertuples():
+        unit, _, period = row.period.partition(" ")  # "day 2026-11-21", "month 2026-11"
+        scope = {"day": "daily", "month": "monthly"}.get(unit)
+        if scope is None:
+            continue  # the largest-session row: judged by the cost agent, per session
+        found = [
+            f
+            for f in findings
+            if (f["tenant"], f["budget_scope"], f["budget_period"]) == (row.tenant, scope, period)
+        ]
+        if found:
+            judged += 1
+            assert row.spent == usd(Decimal(found[0]["spent_usd"]))
+        overrun = any(f["severity"] == "high" for f in found)
+        assert (row.status == "over 100 %") == overrun, row
+        assert (row.status == "over 80 %") == bool(found and not overrun), row
+    assert judged  # the fixture's budgets are crossed: the comparison is not vacuous
 
 
 def test_spend_tenant_filter_scopes_every_figure(dashboard_env: Any) -> None:
