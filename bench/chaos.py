@@ -3,8 +3,9 @@
 Each scenario runs, on this machine and loopback only, a dedicated embedded broker (tansu, in
 a temporary data dir, on a free port), the Realtime simulator, the proxy, the processors and
 the sink as `python -m voxledger …` processes, drives `voxledger loadgen --fast` through the
-proxy, injects one fault, recovers, waits until the warehouse caught up (polling conditions
-with deadlines, never sleeping as synchronisation), and runs `voxledger reconcile`.
+proxy, injects one fault, recovers, waits until every session the proxy accepted has landed
+(reconcile's own per-session checks, polled with a deadline, never sleeping as
+synchronisation), and runs `voxledger reconcile`.
 
 Faults: kill -9 the proxy; kill -9 its capture (publisher) process; stop the broker for 10 s;
 kill -9 the processors and the sink mid-batch; fill the spool's quota with the broker down.
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,9 +33,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 import orjson
+
+if TYPE_CHECKING:
+    from voxledger.warehouse.reconcile import Reconciliation, SessionTally
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "examples" / "voxledger.toml"
@@ -53,6 +59,10 @@ SCENARIOS = (
     "denies_ai_en",
     "barge_in_en",
 )
+# Reconcile's problems that no wait can fix: what capture lost or doubled, or a doubled row.
+# The others (raw ≠ redacted, events ≠ redacted, a response.done without a cost row, a closed
+# session without a verdict) mean a stage has not caught up with the session yet.
+SETTLED_PROBLEMS = ("proxy relayed", "missing seqs", "duplicate seq", "duplicate event row")
 
 
 # -- small helpers --------------------------------------------------------------------------------
@@ -115,6 +125,11 @@ def patched_environ(env: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
+def not_landed(session: SessionTally) -> list[str]:
+    """What reconcile reports of `session` that waiting for the processors and sink can fix."""
+    return [p for p in session.problems() if not any(s in p for s in SETTLED_PROBLEMS)]
+
+
 # -- one pipeline on a broker of its own ----------------------------------------------------------
 
 
@@ -129,6 +144,15 @@ class Loadgen:
 
 
 @dataclass
+class AcceptedSessions:
+    """Sessions the proxy accepted, by its own id, as its log tells."""
+
+    opened: set[str]
+    closed: dict[str, str | None]  # capture confirmed the end: the session id envelopes carry
+    cut: set[str]  # open when a kill -9 took the proxy: no end will be logged
+
+
+@dataclass
 class Pipeline:
     """Broker, simulator, proxy, processors and sink as processes; a data dir of their own."""
 
@@ -137,6 +161,7 @@ class Pipeline:
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    cut: set[str] = field(default_factory=set)  # proxy ids of sessions a proxy kill cut
 
     def __post_init__(self) -> None:
         self.data_dir = self.root / "data"
@@ -211,13 +236,6 @@ class Pipeline:
         self.start_broker()
         for role in ROLES:
             self.start(role)
-
-    def kill(self, role: str) -> int:
-        """kill -9 the role's process; its pid."""
-        process = self.processes[role]
-        process.send_signal(signal.SIGKILL)
-        process.wait(STOP_S)
-        return process.pid
 
     def check_running(self) -> None:
         for role, process in self.processes.items():
@@ -323,24 +341,106 @@ class Pipeline:
         out["events"], out["unjudged"], out["cost_rows"] = events, open_sessions, cost_rows
         return out
 
-    def wait_caught_up(self, timeout: float = CATCH_UP_S) -> dict[str, int]:
-        """Until every raw envelope is redacted (or dead-lettered) and landed in `events`
-        (reconcile then checks it envelope by envelope)."""
-        last: dict[str, int] = {}
+    def events_rows(self) -> dict[str, int]:
+        """Rows in the `events` table, per session."""
+        from voxledger.warehouse.db import connect
 
-        def caught_up() -> dict[str, int] | None:
-            nonlocal last
+        with patched_environ(self.env), connect(self.settings(), read_only=True) as db:
+            return dict(db.execute("SELECT session_id, count(*) FROM events GROUP BY 1").fetchall())
+
+    def proxy_sessions(self, since: datetime | None = None) -> AcceptedSessions:
+        """What the proxy log says of the sessions it accepted (opened) at or after `since`."""
+        opened: set[str] = set()
+        closed: dict[str, str | None] = {}  # proxy id → the id envelopes carry, once captured
+        for line in self.log("proxy").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a line cut by a kill -9
+            if record.get("event") == "session.opened":
+                logged = datetime.fromisoformat(record["ts"]).astimezone(UTC)
+                if since is None or logged.replace(tzinfo=None) >= since:
+                    opened.add(record["session"])
+            elif record.get("event") == "session.closed":
+                closed[record["session"]] = record.get("realtime_session")
+        return AcceptedSessions(
+            opened, {k: v for k, v in closed.items() if k in opened}, opened & self.cut
+        )
+
+    def kill(self, role: str) -> int:
+        """kill -9 the role's process; its pid. A killed proxy's open sessions are cut."""
+        process = self.processes[role]
+        process.send_signal(signal.SIGKILL)
+        process.wait(STOP_S)
+        if role == "proxy":  # nothing more will be logged of its sessions
+            accepted = self.proxy_sessions()
+            self.cut |= accepted.opened - set(accepted.closed)
+        return process.pid
+
+    def wait_caught_up(
+        self, since: datetime | None = None, timeout: float = CATCH_UP_S
+    ) -> Reconciliation:
+        """Until every session the proxy accepted at or after `since` has landed: capture
+        confirmed its end (or a proxy kill cut it), and reconcile finds it in raw, redacted (or
+        dead letters), the `events` table, with a cost row per response.done and, if closed, a
+        verdict. Reconcile then judges what remains: what capture lost or doubled."""
+        from voxledger.errors import VoxLedgerError
+        from voxledger.warehouse.reconcile import reconcile
+
+        waiting = "the first check"
+
+        def landed() -> Reconciliation | None:
+            nonlocal waiting
             self.check_running()
-            last = self.counts()
-            # At least once: after a restart, redacted may hold replays (the sink keeps one
-            # row per envelope id), so compare with raw, not with redacted.
-            done = last["redacted"] + last["deadletter"] >= last["raw"] > 0
-            return last if done and last["events"] + last["deadletter"] >= last["raw"] else None
+            accepted = self.proxy_sessions(since)
+            unconfirmed = accepted.opened - set(accepted.closed) - accepted.cut
+            if not accepted.opened or unconfirmed:
+                waiting = (
+                    f"the proxy to close {len(unconfirmed)} of {len(accepted.opened)} sessions"
+                )
+                return None
+            # Cheap and necessary, before reading every envelope: the totals have caught up.
+            counts = self.counts()
+            if min(counts["redacted"], counts["events"]) + counts["deadletter"] < counts["raw"]:
+                waiting = f"the processors and the sink; counts {counts}"
+                return None
+            try:
+                with patched_environ(self.env):
+                    result = reconcile(self.settings(), since)
+            except (VoxLedgerError, duckdb.Error) as exc:
+                waiting = f"reconcile to read everything ({exc})"
+                return None
+            found = {s.session_id: s for s in result.sessions}
+            unseen = [
+                proxy_id
+                for proxy_id, session_id in accepted.closed.items()
+                if session_id is None or session_id not in found or not found[session_id].closed
+            ]
+            pending = {s.session_id: behind for s in result.sessions if (behind := not_landed(s))}
+            if unseen or pending:
+                waiting = (
+                    f"{len(unseen)} closed sessions to reach raw, {len(pending)} sessions to "
+                    f"land, e.g. {dict(list(pending.items())[:2])}"
+                )
+                return None
+            return result
 
         try:
-            return wait_for(caught_up, timeout, "the processors and the sink to catch up")
+            return wait_for(landed, timeout, "every accepted session to land")
         except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; last counts {last}") from None
+            raise TimeoutError(f"{exc}; still waiting for {waiting}") from None
+
+    def recovery(self, fault_at: float, since: datetime | None = None) -> float | None:
+        """Seconds from `fault_at` (monotonic) until every accepted session landed; None when
+        they did not within CATCH_UP_S, and reconcile is left to name what is missing."""
+        try:
+            self.wait_caught_up(since)
+        except TimeoutError as exc:
+            print(f"not caught up: {exc}", file=sys.stderr, flush=True)
+            return None
+        return time.monotonic() - fault_at
 
     def reconcile(self, since: datetime | None = None) -> Reconciled:
         from voxledger.warehouse.reconcile import reconcile
@@ -349,7 +449,8 @@ class Pipeline:
         done = self.cli(*args)
         with patched_environ(self.env):
             result = reconcile(self.settings(), since)
-        return Reconciled(done.returncode, done.stdout + done.stderr, result)
+        accepted = len(self.proxy_sessions(since).opened)
+        return Reconciled(done.returncode, done.stdout + done.stderr, result, accepted)
 
 
 @dataclass
@@ -359,6 +460,7 @@ class Reconciled:
     returncode: int
     output: str
     result: Any
+    accepted: int  # sessions the proxy accepted (its log), whether or not raw holds them
 
     @property
     def summary(self) -> str:
@@ -387,30 +489,39 @@ class Outcome:
     """One row of the table, plus what the tests assert on."""
 
     fault: str
-    sessions: int
+    accepted: int  # sessions the proxy accepted
+    sessions: int  # ...of which raw holds at least one envelope
     relayed: int
     in_raw: int
     lost: int
     duplicates: int
     reconcile: str
-    recovery_s: float
+    recovery_s: float | None  # None: not caught up within CATCH_UP_S
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def outcome(fault: str, reconciled: Reconciled, recovery_s: float, **details: Any) -> Outcome:
+def outcome(
+    fault: str, reconciled: Reconciled, recovery_s: float | None, **details: Any
+) -> Outcome:
     relayed, in_raw = reconciled.envelopes_relayed(), reconciled.in_raw()
     state = "pass" if reconciled.returncode == 0 else f"exit {reconciled.returncode}"
     return Outcome(
         fault,
+        reconciled.accepted,
         len(reconciled.result.sessions),
         relayed,
         in_raw,
         relayed - in_raw,
         reconciled.duplicates(),
         f"{state}: {reconciled.summary}",
-        round(recovery_s, 1),
+        None if recovery_s is None else round(recovery_s, 1),
         {"reconciled": reconciled, **details},
     )
+
+
+def kept_rows(before: dict[str, int], after: dict[str, int]) -> tuple[int, int]:
+    """(rows the sessions of `before` had, rows of theirs still there in `after`)."""
+    return sum(before.values()), sum(min(n, after.get(s, 0)) for s, n in before.items())
 
 
 def markers(raw: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -513,13 +624,12 @@ def proxy_kill(root: Path, sessions: int = 40, concurrency: int = 8) -> Outcome:
         recorded = recorders.event_ids()  # what the clients had by the kill, at least
         wait_for(lambda: not any(map(pid_alive, capture_pids)), STOP_S, "the capture child to end")
         recorders.thread.join(STOP_S)
-        load.wait()
+        load_counts = loadgen_counts(load.wait())
         recorded = recorders.event_ids()  # nothing can arrive once the proxy is gone
         pipeline.start("proxy")
         after = pipeline.loadgen(5, 5, "loadgen-after")
         after_ok, after_failed = loadgen_counts(after.wait())
-        pipeline.wait_caught_up()
-        recovery = time.monotonic() - killed_at
+        recovery = pipeline.recovery(killed_at)
         raw = pipeline.raw()
         reconciled = pipeline.reconcile()
     finally:
@@ -540,6 +650,7 @@ def proxy_kill(root: Path, sessions: int = 40, concurrency: int = 8) -> Outcome:
         recorded=recorded,
         recorded_missing=recorded - raw_event_ids,
         recorded_holes=holes,
+        load=load_counts,
         capture_pids=capture_pids,
         after=(after_ok, after_failed),
         proxy_log=pipeline.log("proxy"),
@@ -562,9 +673,8 @@ def processors_sink_kill(root: Path, sessions: int = 40, concurrency: int = 8) -
         pipeline.kill("sink")
         pipeline.start("processors")
         pipeline.start("sink")
-        load.wait()
-        pipeline.wait_caught_up()
-        recovery = time.monotonic() - killed_at
+        load_counts = loadgen_counts(load.wait())
+        recovery = pipeline.recovery(killed_at)
         reconciled = pipeline.reconcile()
         final = pipeline.counts()
     finally:
@@ -573,6 +683,7 @@ def processors_sink_kill(root: Path, sessions: int = 40, concurrency: int = 8) -
         "kill -9 processors + sink",
         reconciled,
         recovery,
+        load=load_counts,
         load_running=load_running,
         final=final,
     )
@@ -599,8 +710,7 @@ def capture_kill(root: Path, sessions: int = 40, concurrency: int = 8) -> Outcom
         load_text = load.wait()
         after = pipeline.loadgen(5, 5, "loadgen-after")
         after_counts = loadgen_counts(after.wait())
-        pipeline.wait_caught_up()
-        recovery = time.monotonic() - killed_at
+        recovery = pipeline.recovery(killed_at)
         raw = pipeline.raw()
         reconciled = pipeline.reconcile()
     finally:
@@ -627,6 +737,7 @@ def broker_outage(root: Path, sessions: int = 40, concurrency: int = 8) -> Outco
         warm = pipeline.loadgen(3, 3, "loadgen-warm")
         warm.wait()
         pipeline.wait_caught_up()
+        landed_before = pipeline.events_rows()  # the broker loses them; the warehouse must not
         pipeline.stop_broker()
         stopped_at = time.monotonic()
         since = datetime.now(UTC).replace(tzinfo=None)
@@ -638,15 +749,16 @@ def broker_outage(root: Path, sessions: int = 40, concurrency: int = 8) -> Outco
         down_s = time.monotonic() - stopped_at
         pipeline.start_broker()  # and `topics create`
         up_at = time.monotonic()
-        pipeline.wait_caught_up()
-        recovery = time.monotonic() - up_at
+        recovery = pipeline.recovery(up_at, since)
         reconciled = pipeline.reconcile(since)
+        kept = kept_rows(landed_before, pipeline.events_rows())
     finally:
         pipeline.stop_all()
     return outcome(
         "broker down 10 s",
         reconciled,
         recovery,
+        landed_before=kept,
         load=loadgen_counts(load_text),
         spooling=spooling,
         down_s=round(down_s, 1),
@@ -664,6 +776,7 @@ def spool_full(
     try:
         pipeline.loadgen(1, 1, "loadgen-warm").wait()  # every consumer is up and assigned
         pipeline.wait_caught_up()
+        landed_before = pipeline.events_rows()  # the broker loses them; the warehouse must not
         pipeline.stop_broker()
         since = datetime.now(UTC).replace(tzinfo=None)
         load = pipeline.loadgen(sessions, concurrency)
@@ -671,16 +784,17 @@ def spool_full(
         full_logged = "refusing new sessions" in pipeline.log("proxy")
         pipeline.start_broker()
         up_at = time.monotonic()
-        pipeline.wait_caught_up()
-        recovery = time.monotonic() - up_at
+        recovery = pipeline.recovery(up_at, since)
         raw = pipeline.raw()
         reconciled = pipeline.reconcile(since)
+        kept = kept_rows(landed_before, pipeline.events_rows())
     finally:
         pipeline.stop_all()
     return outcome(
         "spool quota full",
         reconciled,
         recovery,
+        landed_before=kept,
         raw=raw,
         load=loadgen_counts(load_text),
         load_text=load_text,
@@ -700,12 +814,16 @@ SCENARIO_RUNS: dict[str, Callable[..., Outcome]] = {
 
 def table(outcomes: list[Outcome]) -> str:
     head = (
-        "| fault | sessions | envelopes relayed | in raw | lost | duplicates "
-        "| reconcile | recovery s |\n|---|---:|---:|---:|---:|---:|---|---:|"
+        "| fault | calls ok / failed | sessions accepted / in raw | envelopes relayed | in raw "
+        "| lost | duplicates | reconcile | recovery s |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|"
     )
+    late = f"not within {CATCH_UP_S:.0f}"
     rows = [
-        f"| {o.fault} | {o.sessions} | {o.relayed:,} | {o.in_raw:,} | {o.lost:,} "
-        f"| {o.duplicates} | {o.reconcile} | {o.recovery_s} |"
+        f"| {o.fault} | {' / '.join(map(str, o.details.get('load', ('?', '?'))))} "
+        f"| {o.accepted} / {o.sessions} | {o.relayed:,} | {o.in_raw:,} | {o.lost:,} "
+        f"| {o.duplicates} | {o.reconcile} "
+        f"| {late if o.recovery_s is None else o.recovery_s} |"
         for o in outcomes
     ]
     return "\n".join([head, *rows])
@@ -717,13 +835,25 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--only", default=",".join(SCENARIO_RUNS), help="comma-separated")
     args = parser.parse_args()
-    outcomes = []
+    outcomes, failures = [], []
     for name in args.only.split(","):
-        with tempfile.TemporaryDirectory(prefix=f"chaos-{name}-") as root:
-            print(f"… {name}", file=sys.stderr, flush=True)
-            outcomes.append(SCENARIO_RUNS[name](Path(root), args.sessions, args.concurrency))
+        root = Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
+        print(f"… {name}", file=sys.stderr, flush=True)
+        try:
+            outcomes.append(SCENARIO_RUNS[name](root, args.sessions, args.concurrency))
+        except Exception as exc:  # the other faults still run; this one's logs stay for a look
+            failures.append(f"{name}: {exc} (logs in {root / 'logs'})")
+            continue
+        shutil.rmtree(root)
     print(table(outcomes))
+    for o in outcomes:
+        if "landed_before" in o.details:
+            before, kept = o.details["landed_before"]
+            print(f"\n{o.fault}: of {before:,} events rows landed before the outage, {kept:,} kept")
+    for failure in failures:
+        print(f"\nFAILED {failure}")
     print(f"\ncommand: .venv/bin/python bench/chaos.py --sessions {args.sessions}")
+    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,25 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 from voxledger.config import Settings
 from voxledger.kafka import client_config
@@ -82,3 +90,149 @@ class Processors:
         assert self.process is not None
         self.process.send_signal(sig)
         return self.process.wait(timeout=60)
+
+
+# -- the dashboard in a real browser (Debian's chromium and chromium-driver) ---------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER_WAIT_S = 180.0  # a deadline for a condition polled, generous on a shared 2-core host
+# An element each page shows once its data is in (a metric label, or its main control).
+PAGE_READY = {
+    "spend": "Total cost",
+    "quality": "Time to first audio p50",
+    "compliance": "Judged sessions",
+    "residency": "Residency violations",
+    "transcript": "Session id (or its start)",
+    "sql": "Run",
+    "access_audit": "Access events",
+}
+
+
+@contextlib.contextmanager
+def chromium(profile_dir: Path, *, network_log: bool = False) -> Iterator[WebDriver]:
+    """Headless chromium through chromedriver, with the flags tests/dashboard uses; with
+    `network_log`, what the pages receive is kept for `received_over_websocket`."""
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), (
+        "install Debian's chromium and chromium-driver (scripts/test.sh does)"
+    )
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    if network_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1100",
+        f"--user-data-dir={profile_dir}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def browser_wait(driver: WebDriver) -> WebDriverWait:
+    return WebDriverWait(driver, BROWSER_WAIT_S, poll_frequency=0.05)
+
+
+def by_text(text: str) -> tuple[str, str]:
+    """The paragraph whose whole text is `text`: Streamlit puts labels, button captions,
+    captions and messages in a <p>."""
+    return By.XPATH, f"//p[normalize-space(.)={xpath_literal(text)}]"
+
+
+def xpath_literal(text: str) -> str:
+    return f'"{text}"' if '"' not in text else f"'{text}'"
+
+
+def settled(driver: WebDriver) -> None:
+    """Wait until Streamlit has finished the run: no stale element, no running indicator."""
+    browser_wait(driver).until(
+        lambda d: (
+            not d.find_elements(By.CSS_SELECTOR, "[data-stale='true']")
+            and not d.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget'] img")
+        )
+    )
+
+
+def log_in(driver: WebDriver, url: str, user: str, password: str) -> None:
+    driver.get(url)
+    name = browser_wait(driver).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "input[aria-label='User name']"))
+    )
+    name.send_keys(user)
+    driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(password)
+    driver.find_element(*by_text("Log in")).click()
+    logged_in = f"Logged in as {user} "  # then "(role)"
+    browser_wait(driver).until(
+        ec.presence_of_element_located(
+            (By.XPATH, f"//p[starts-with(normalize-space(.), {xpath_literal(logged_in)})]")
+        )
+    )
+
+
+def open_page(driver: WebDriver, page: str) -> None:
+    """Click the page's link in the sidebar; return once its data is in and the run is over."""
+    from voxledger.dashboard.auth import PAGES  # Streamlit: only for the tests that browse
+
+    title = PAGES[page][0]
+    link = browser_wait(driver).until(
+        ec.element_to_be_clickable(
+            (
+                By.XPATH,
+                f"//a[@data-testid='stSidebarNavLink'][.//*[normalize-space(.)="
+                f"{xpath_literal(title)}]]",
+            )
+        )
+    )
+    link.click()
+    page_shown(driver, page)
+
+
+def page_shown(driver: WebDriver, page: str) -> None:
+    """Wait until `page` shows its title and its data, and the run is over."""
+    from voxledger.dashboard.auth import PAGES
+
+    title = PAGES[page][0]
+    browser_wait(driver).until(
+        ec.presence_of_element_located(
+            (By.XPATH, f"//h1[normalize-space(.)={xpath_literal(title)}]")
+        )
+    )
+    browser_wait(driver).until(ec.presence_of_element_located(by_text(PAGE_READY[page])))
+    settled(driver)
+
+
+def rendered_text(driver: WebDriver) -> str:
+    """The page as served to the browser's DOM (HTML source) and as read (its visible text)."""
+    body = driver.execute_script("return document.body.innerText")
+    return f"{driver.page_source}\n{body}"
+
+
+def received_over_websocket(driver: WebDriver, until: str | None = None) -> str:
+    """Every websocket message the browser received since the last call (a `chromium` with
+    `network_log`), decoded as text; with `until`, more as they come, until that text is among
+    them or BROWSER_WAIT_S passed (the caller asserts on what arrived). Streamlit sends a
+    table's cells this way and the grid paints them on a canvas: they are in no page source."""
+    frames: list[str] = []
+    deadline = time.monotonic() + BROWSER_WAIT_S
+    while True:
+        for entry in driver.get_log("performance"):
+            event = json.loads(entry["message"])["message"]
+            if event["method"] != "Network.webSocketFrameReceived":
+                continue
+            response = event["params"]["response"]
+            payload = response["payloadData"]
+            if response["opcode"] == 2:  # binary (Streamlit's protobuf), base64 in the log
+                payload = base64.b64decode(payload).decode(errors="replace")
+            frames.append(payload)
+        text = "\n".join(frames)
+        if until is None or until in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)  # a retry interval, not synchronisation: the condition is polled

@@ -45,3 +45,5 @@ def test_a_dead_capture_process_is_restarted_and_its_loss_named_exactly(
         assert session.session_id in reconciled.output
     assert outcome.lost == sum(len(s.missing_seqs()) for s in lost)
     assert outcome.duplicates == 0
+    # The harness saw every session the proxy accepted land before its deadline.
+    assert outcome.recovery_s is not None, "not caught up; see the warning on stderr"
