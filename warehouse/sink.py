@@ -14,6 +14,12 @@ a batch never runs into the start of an existing file's range. If the resume off
 inside a file's range (a compaction merged uncommitted files), it seeks back to the file's
 start. Every file whose range lies inside a range just written is removed. Rows under an
 erasure (see erase.py) are dropped before writing.
+
+Before a replay rewrites a file, its records are checked to be the file's: a partition whose
+log was reset (a topic deleted and created again, a memory-only broker restarted) starts
+again at offset 0 with other records. Then the partition's files are kept under an archive
+name, `<topic>~<UTC time of the reset>+<partition>+…`, still read by the views, and the new
+log is written beside them: what landed is never overwritten.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ ROLE_TABLES: dict[str, tuple[str, ...]] = {
 POLL_S = 0.1
 POLL_BATCH = 2000
 KAFKA_TIMEOUT_S = 10.0
+_NOT_LANDED = object()  # no file holds a row for the offset asked about
 
 log = logging.getLogger("voxledger.warehouse.sink")
 
@@ -80,6 +87,7 @@ class SinkStats:
     files_written: int = 0
     files_replaced: int = 0
     flushes: int = 0
+    resets: int = 0  # partitions found reset (their landed files archived)
 
 
 @dataclass
@@ -93,6 +101,7 @@ class Batch:
     align_end: int | None = None  # an existing file ends here: the batch must end here too
     stop_before: int | None = None  # an existing file starts here: the batch must end before
     last: int | None = None  # the last offset consumed
+    verified: bool = True  # False until a replay's records are known to be its files' own
     count: int = 0
     opened_at: float = 0.0
     rows: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
@@ -289,7 +298,9 @@ class Sink:
             if f.first <= (start if end is None else end):
                 end = f.last if end is None else max(end, f.last)
         stop = None if end is not None else min((f.first for f in files), default=None)
-        return Batch(key[0], key[1], self.roles[key[0]], start, align_end=end, stop_before=stop)
+        return Batch(
+            *key, self.roles[key[0]], start, align_end=end, stop_before=stop, verified=end is None
+        )
 
     # -- consuming -----------------------------------------------------------------------------
 
@@ -297,12 +308,20 @@ class Sink:
         key = (message.topic(), message.partition())
         offset = message.offset()
         batch = self.batches.get(key)
-        if batch is None or offset < batch.start:
-            return  # not ours (a revoked partition's last fetch) or already durable
-        batch = self._make_room(batch, offset)
+        if batch is None:
+            return  # not ours: a revoked partition's last fetch
         ts_type, ts = message.timestamp()
         record = KafkaRecord(key[0], key[1], offset, message.value(), ts if ts_type else None)
         row = record_to_row(record, batch.role, self.raw_topic)
+        if offset < batch.start or not batch.verified:
+            landed = self._landed_timestamp(key, offset)
+            if landed is not _NOT_LANDED and landed != row.values["kafka_timestamp"]:
+                batch = self._start_over(key, offset)
+            elif offset < batch.start:
+                return  # already durable
+            elif landed is not _NOT_LANDED:
+                batch.verified = True
+        batch = self._make_room(batch, offset)
         batch.add(row.table, row.date, row.values, offset)
         self.stats.records += 1
         if batch.align_end is not None:
@@ -323,6 +342,51 @@ class Sink:
             else:
                 return batch
             batch = self.batches[(batch.topic, batch.partition)]
+
+    def _landed_timestamp(self, key: tuple[str, int], offset: int) -> Any:
+        """The Kafka timestamp of the row this partition's files hold for `offset`, or
+        _NOT_LANDED (never written, or erased)."""
+        for f in self.store.list_files(ROLE_TABLES[self.roles[key[0]]]):
+            if (f.topic, f.partition) == key and f.first <= offset <= f.last:
+                rows = self.store.read_columns(f.path, ["kafka_offset", "kafka_timestamp"])
+                for found, ts in zip(*rows.to_pydict().values(), strict=True):
+                    if found == offset:
+                        return ts
+        return _NOT_LANDED
+
+    def _start_over(self, key: tuple[str, int], offset: int) -> Batch:
+        """The partition's log was reset: archive what landed from the old log, then write
+        the new one from `offset`. Held rows of the old log are written first, uncommitted
+        (their offsets mean nothing in the new log)."""
+        batch = self.batches[key]
+        replayed = batch.align_end is not None  # an unverified replay: it holds new records
+        if batch.count and not replayed:
+            self._write(batch, batch.last)
+            self.held -= batch.count
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        archived = 0
+        for f in self.store.list_files(ROLE_TABLES[self.roles[key[0]]]):
+            if (f.topic, f.partition) == key:
+                name = data_file_name(f"{f.topic}~{stamp}", f.partition, f.first, f.last)
+                self.store.move(f.path, self.store.file_path(f.table, f.date, name))
+                archived += 1
+        log.error(
+            "%s[%d] was reset: offset %d holds another record than the warehouse has; "
+            "kept %d landed file(s) as %s~%s, writing the new log beside them",
+            *key,
+            offset,
+            archived,
+            key[0],
+            stamp,
+        )
+        self.stats.resets += 1
+        self.ahead[key] = []
+        if replayed and offset >= batch.start:  # keep its records, as an ordinary batch
+            batch.align_end, batch.stop_before, batch.verified = None, None, True
+            self.held += batch.count
+        else:
+            batch = self.batches[key] = Batch(*key, self.roles[key[0]], offset)
+        return batch
 
     def _due(self) -> bool:
         held = [b for b in self.batches.values() if b.count and b.align_end is None]

@@ -134,6 +134,19 @@ class Store:
         except OSError as exc:
             raise StorageError(f"cannot read {self.full_uri(path)}: {exc}") from None
 
+    def read_columns(self, path: str, columns: list[str]) -> pa.Table:
+        try:
+            return pq.read_table(path, columns=columns, filesystem=self.fs)
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.full_uri(path)}: {exc}") from None
+
+    def move(self, path: str, new_path: str) -> None:
+        """Rename a file (atomic on a local root)."""
+        try:
+            self.fs.move(path, new_path)
+        except OSError as exc:
+            raise StorageError(f"cannot move {self.full_uri(path)}: {exc}") from None
+
     def delete(self, path: str) -> None:
         try:
             self.fs.delete_file(path)

@@ -21,6 +21,7 @@ from sink_fixtures import (
 )
 
 from voxledger.config import Settings
+from voxledger.kafka import client_config
 from voxledger.warehouse.sink import Sink
 from voxledger.warehouse.storage import open_store
 
@@ -125,3 +126,47 @@ def wait_for_poll(sink: Sink, condition, deadline_s: float = 60.0) -> bool:
         if condition() and not any(b.count for b in sink.batches.values()):
             return True
     return False
+
+
+def recreate_topic(settings: Settings, name: str, partitions: int) -> None:
+    """Delete a topic and create it again: its log starts over at offset 0 (as a restarted
+    memory-only broker's does)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(client_config(settings))
+    admin.delete_topics([name])[name].result()
+    wait_for(lambda: name not in admin.list_topics(timeout=10).topics)
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result()
+
+
+def test_a_reset_log_lands_beside_what_landed_never_over_it(
+    pipeline_settings: Settings, monkeypatch
+) -> None:
+    settings = reload(monkeypatch, flush_max_rows=25, flush_interval_s=0.2)
+    sent = produce_world(settings, sessions=4, per_session=20)
+    run_sink_until(settings, lambda: counts(settings) == sent["counts"])
+    redacted = settings.topics.redacted
+    recreate_topic(settings, redacted.name, redacted.partitions)
+    later = envelopes(4, 5)  # the same sessions (so partitions), new envelopes
+    assert not set(sent["envelope_ids"]) & {e.envelope_id for e in later}
+    produce(settings, redacted.name, [(e.session_id, e.to_bytes()) for e in later])
+    landed = sent["envelope_ids"] + [e.envelope_id for e in later]
+
+    def events() -> list[str]:
+        return sorted(r[0] for r in query(settings, "SELECT envelope_id FROM events"))
+
+    sink = run_sink_until(settings, lambda: len(events()) >= len(landed))
+
+    assert events() == sorted(landed)  # the old log's rows kept, the new log's added
+    assert sink.stats.resets >= 1
+    archived = [f for f in open_store(settings).list_files(["events"]) if "~" in f.topic]
+    assert archived and all(f.topic.startswith(f"{redacted.name}~") for f in archived)
+    # A replay of the new log (a new group) rewrites its own files: no reset, no duplicate.
+    replay = Sink(settings, group_id="replay-" + os.urandom(4).hex())
+    replay.subscribe()
+    try:
+        assert wait_for_poll(replay, lambda: replay.stats.records >= len(later) + 1)
+    finally:
+        replay.close()
+    assert replay.stats.resets == 0
+    assert events() == sorted(landed)
