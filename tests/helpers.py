@@ -110,9 +110,11 @@ PAGE_READY = {
 
 
 @contextlib.contextmanager
-def chromium(profile_dir: Path, *, network_log: bool = False) -> Iterator[WebDriver]:
-    """Headless chromium through chromedriver, with the flags tests/dashboard uses; with
-    `network_log`, what the pages receive is kept for `received_over_websocket`."""
+def chromium(
+    profile_dir: Path, *, network_log: bool = False, downloads: Path | None = None
+) -> Iterator[WebDriver]:
+    """Headless chromium through chromedriver; with `network_log`, what the pages receive is
+    kept for `received_over_websocket`; with `downloads`, files download there unasked."""
     assert CHROMIUM.exists() and CHROMEDRIVER.exists(), (
         "install Debian's chromium and chromium-driver (scripts/test.sh does)"
     )
@@ -130,7 +132,13 @@ def chromium(profile_dir: Path, *, network_log: bool = False) -> Iterator[WebDri
         f"--user-data-dir={profile_dir}",
     ):
         options.add_argument(flag)
+    if downloads:
+        prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": 0}
+        options.add_experimental_option("prefs", prefs)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    if downloads:
+        behavior = {"behavior": "allow", "downloadPath": str(downloads)}
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior", behavior)
     try:
         yield driver
     finally:

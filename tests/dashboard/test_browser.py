@@ -15,34 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
-from helpers import free_port
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from helpers import browser_wait, by_text, chromium, free_port, open_page, settled
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
 
 from voxledger.dashboard.auth import ACCESS, PAGES
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-WAIT_S = 60
-# An element each page shows once its data is in (a metric label, or its main control).
-READY = {
-    "spend": "Total cost",
-    "quality": "Time to first audio p50",
-    "compliance": "Judged sessions",
-    "residency": "Residency violations",
-    "transcript": "Session id (or its start)",
-    "sql": "Run",
-    "access_audit": "Access events",
-}
+WAIT_S = 60  # for the dashboard server to answer
 
 pytestmark = pytest.mark.browser
 
@@ -87,92 +73,16 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     """One headless chromium for the module; each test's page load starts a new app session."""
     tmp_path = tmp_path_factory.mktemp("chromium")
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), (
-        "install Debian's chromium and chromium-driver (scripts/test.sh does)"
-    )
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        "--window-size=1440,1100",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    options.add_experimental_option(
-        "prefs",
-        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
-    )
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.execute_cdp_cmd(
-        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
-    )
-    driver.downloads = downloads  # type: ignore[attr-defined]
-    try:
+    with chromium(tmp_path / "profile", downloads=downloads) as driver:
+        driver.downloads = downloads  # type: ignore[attr-defined]
         yield driver
-    finally:
-        driver.quit()
-
-
-def wait(driver: WebDriver) -> WebDriverWait:
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.05)
-
-
-def by_text(text: str) -> tuple[str, str]:
-    """The paragraph whose whole text is `text`: Streamlit puts labels, button captions,
-    captions and messages in a <p>."""
-    return By.XPATH, f"//p[normalize-space(.)={_xpath_literal(text)}]"
-
-
-def _xpath_literal(text: str) -> str:
-    return f'"{text}"' if '"' not in text else f"'{text}'"
-
-
-def settled(driver: WebDriver) -> None:
-    """Wait until Streamlit has finished the run: no stale element, no running indicator."""
-    wait(driver).until(
-        lambda d: (
-            not d.find_elements(By.CSS_SELECTOR, "[data-stale='true']")
-            and not d.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget'] img")
-        )
-    )
 
 
 def log_in(driver: WebDriver, url: str, role: str) -> None:
-    driver.get(url)
-    name = wait(driver).until(
-        ec.element_to_be_clickable((By.CSS_SELECTOR, "input[aria-label='User name']"))
-    )
-    name.send_keys(role)
-    driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(f"{role}-pass")
-    driver.find_element(*by_text("Log in")).click()
-    wait(driver).until(ec.presence_of_element_located(by_text(f"Logged in as {role} ({role})")))
-
-
-def open_page(driver: WebDriver, page: str) -> None:
-    title = PAGES[page][0]
-    link = wait(driver).until(
-        ec.element_to_be_clickable(
-            (
-                By.XPATH,
-                f"//a[@data-testid='stSidebarNavLink'][.//*[normalize-space(.)="
-                f"{_xpath_literal(title)}]]",
-            )
-        )
-    )
-    link.click()
-    wait(driver).until(
-        ec.presence_of_element_located(
-            (By.XPATH, f"//h1[normalize-space(.)={_xpath_literal(title)}]")
-        )
-    )
-    wait(driver).until(ec.presence_of_element_located(by_text(READY[page])))
-    settled(driver)
+    """Log in as the test user of `role` (password "<role>-pass")."""
+    helpers.log_in(driver, url, role, f"{role}-pass")
 
 
 def menu(driver: WebDriver) -> set[str]:
@@ -197,7 +107,7 @@ def test_each_role_opens_its_pages(browser: WebDriver, server: str, role: str) -
 def test_finance_is_refused_the_transcript_page(browser: WebDriver, server: str) -> None:
     browser.get(f"{server}/transcript")  # a deep link: log in, then the page refuses
     log_in(browser, server + "/transcript", "finance")
-    refusal = wait(browser).until(
+    refusal = browser_wait(browser).until(
         ec.presence_of_element_located(
             by_text("Access denied: the finance role cannot open Transcript audit.")
         )
@@ -216,7 +126,7 @@ def test_compliance_exports_an_audit_pdf(
         By.CSS_SELECTOR, "input[aria-label='Session id (or its start)']"
     )
     search.send_keys("refund", Keys.ENTER)
-    button = wait(browser).until(
+    button = browser_wait(browser).until(
         ec.element_to_be_clickable(
             (By.XPATH, "//button[.//*[normalize-space(.)='Export audit record (PDF)']]")
         )
@@ -227,7 +137,7 @@ def test_compliance_exports_an_audit_pdf(
     browser.save_screenshot(str(SCREENSHOTS / "transcript.png"))  # an opened transcript
     button.click()
     downloads: Path = browser.downloads  # type: ignore[attr-defined]
-    wait(browser).until(lambda _: list(downloads.glob("audit-refund.pdf")))
+    browser_wait(browser).until(lambda _: list(downloads.glob("audit-refund.pdf")))
     pdf = (downloads / "audit-refund.pdf").read_bytes()
     assert pdf.startswith(b"%PDF")
     rows = dashboard_warehouse.audit_rows()[before:]
