@@ -231,6 +231,16 @@ def run_sink_until(
     return sink
 
 
+def landed_world(
+    monkeypatch: Any, *, sessions: int, per_session: int, **warehouse: Any
+) -> tuple[Settings, dict[str, Any]]:
+    """`produce_world` with these warehouse options, landed by the sink; (settings, sent)."""
+    settings = reload(monkeypatch, **warehouse)
+    sent = produce_world(settings, sessions=sessions, per_session=per_session)
+    run_sink_until(settings, lambda: counts(settings) == sent["counts"])
+    return settings, sent
+
+
 def wait_for(condition: Callable[[], bool], deadline_s: float = DEADLINE_S) -> bool:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:

@@ -6,11 +6,8 @@ import pyarrow.compute as pc
 from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 from sink_fixtures import (
-    counts,
-    produce_world,
+    landed_world,
     query,
-    reload,
-    run_sink_until,
 )
 
 from voxledger.cli import cli
@@ -29,9 +26,9 @@ def snapshot(settings: Settings) -> dict[str, list[tuple]]:
 
 
 def test_compact_keeps_results_and_reduces_files(pipeline_settings: Settings, monkeypatch) -> None:
-    settings = reload(monkeypatch, flush_max_rows=7, flush_interval_s=0.2)
-    sent = produce_world(settings, sessions=6, per_session=12)
-    run_sink_until(settings, lambda: counts(settings) == sent["counts"])
+    settings, _ = landed_world(
+        monkeypatch, sessions=6, per_session=12, flush_max_rows=7, flush_interval_s=0.2
+    )
     store = open_store(settings)
     before_files = store.list_files(BASE_TABLES)
     before = snapshot(settings)
@@ -60,9 +57,9 @@ def test_compact_keeps_results_and_reduces_files(pipeline_settings: Settings, mo
 
 
 def test_erase_session_then_rebuild(pipeline_settings: Settings, monkeypatch) -> None:
-    settings = reload(monkeypatch, flush_max_rows=30, flush_interval_s=0.2)
-    sent = produce_world(settings, sessions=5, per_session=8)
-    run_sink_until(settings, lambda: counts(settings) == sent["counts"])
+    settings, _ = landed_world(
+        monkeypatch, sessions=5, per_session=8, flush_max_rows=30, flush_interval_s=0.2
+    )
     original = snapshot(settings)
     runner = CliRunner()
 
@@ -90,9 +87,7 @@ def test_erase_session_then_rebuild(pipeline_settings: Settings, monkeypatch) ->
 
 
 def test_erase_subject_and_bad_requests(pipeline_settings: Settings, monkeypatch) -> None:
-    settings = reload(monkeypatch, flush_interval_s=0.2)
-    sent = produce_world(settings, sessions=4, per_session=6)
-    run_sink_until(settings, lambda: counts(settings) == sent["counts"])
+    settings, sent = landed_world(monkeypatch, sessions=4, per_session=6, flush_interval_s=0.2)
     runner = CliRunner()
 
     out = runner.invoke(cli, ["erase", "--subject", "<PERSON_2>", "--by", "dpo"])
@@ -124,9 +119,9 @@ def query_erasures(settings: Settings) -> list[tuple]:
 def test_restart_inside_a_compacted_range_rewrites_it_once(
     pipeline_settings: Settings, monkeypatch
 ) -> None:
-    settings = reload(monkeypatch, flush_max_rows=9, flush_interval_s=0.2)
-    sent = produce_world(settings, sessions=4, per_session=15)
-    run_sink_until(settings, lambda: counts(settings) == sent["counts"])
+    settings, sent = landed_world(
+        monkeypatch, sessions=4, per_session=15, flush_max_rows=9, flush_interval_s=0.2
+    )
     compact(settings)
     before = snapshot(settings)
     # The group's position moves back into the middle of merged files, as when files written

@@ -11,6 +11,7 @@ from sink_fixtures import (
     counts,
     envelopes,
     file_rows,
+    landed_world,
     produce,
     produce_world,
     query,
@@ -98,9 +99,9 @@ def test_kill_9_mid_run_then_restart_gives_each_row_once(
 def test_replaying_a_range_rewrites_identical_files(
     pipeline_settings: Settings, monkeypatch
 ) -> None:
-    settings = reload(monkeypatch, flush_max_rows=25, flush_interval_s=0.2)
-    sent = produce_world(settings, sessions=8, per_session=20)
-    run_sink_until(settings, lambda: counts(settings) == sent["counts"])
+    settings, sent = landed_world(
+        monkeypatch, sessions=8, per_session=20, flush_max_rows=25, flush_interval_s=0.2
+    )
     original = file_rows(settings)
     assert len(original) > 8  # many batches, so the replay must follow their boundaries
 
@@ -142,9 +143,9 @@ def recreate_topic(settings: Settings, name: str, partitions: int) -> None:
 def test_a_reset_log_lands_beside_what_landed_never_over_it(
     pipeline_settings: Settings, monkeypatch
 ) -> None:
-    settings = reload(monkeypatch, flush_max_rows=25, flush_interval_s=0.2)
-    sent = produce_world(settings, sessions=4, per_session=20)
-    run_sink_until(settings, lambda: counts(settings) == sent["counts"])
+    settings, sent = landed_world(
+        monkeypatch, sessions=4, per_session=20, flush_max_rows=25, flush_interval_s=0.2
+    )
     redacted = settings.topics.redacted
     recreate_topic(settings, redacted.name, redacted.partitions)
     later = envelopes(4, 5)  # the same sessions (so partitions), new envelopes
