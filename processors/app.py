@@ -14,9 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.transport.consumer import Consumer
-from faust.types import TP, EventT
-from faust.utils.functional import consecutive_numbers
+from faust.types import EventT
 
 from voxledger.config import Settings
 from voxledger.deadletter import DeadLetter
@@ -27,46 +25,6 @@ APP_ID = "voxledger-processors"
 LAG_INTERVAL_S = 5.0
 
 log = logging.getLogger("voxledger.processors")
-
-
-def new_offset_behind_held(consumer: Any, tp: TP) -> int | None:
-    """The offset to commit for `tp`: faust's `Consumer._new_offset`, never past a message
-    still unacknowledged.
-
-    faust lets the committed offset skip one unacknowledged message: with offset C committed
-    (C not yet acked: our agents hold deltas and open sessions on purpose) and C+1, C+2 acked,
-    its guard `min(acked) - committed > 1` does not hold, and it commits C+3. A crash then
-    loses C: a kill -9 of the processors at 50 calls lost one held transcript delta so.
-    """
-    acked = consumer._acked[tp]
-    if not acked:
-        return None
-    gap = consumer._gap[tp]  # offsets the fetcher never saw count as acked (faust's rule)
-    if gap:
-        max_offset = max(acked)
-        filled = [o for i in sorted(gap.overlap(0, max_offset)) for o in range(i.begin, i.end)]
-        if filled:
-            acked.extend(filled)
-            gap.chop(0, max(filled[-1], max_offset + 1))
-    acked.sort()
-    committed = consumer._committed_offset[tp]
-    held = min(
-        (
-            m.offset
-            for m in list(consumer._unacked_messages)
-            if m.tp == tp and not m.acked and (committed is None or m.offset >= committed)
-        ),
-        default=None,
-    )
-    batch = [o for o in next(consecutive_numbers(acked)) if held is None or o < held]
-    if not batch:
-        return None  # the next offset to commit is still being processed
-    del acked[: len(batch)]
-    consumer._acked_index[tp].difference_update(batch)
-    return batch[-1] + 1
-
-
-Consumer._new_offset = new_offset_behind_held  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings) -> faust.App:
