@@ -346,13 +346,18 @@ class Sink:
     def _landed_timestamp(self, key: tuple[str, int], offset: int) -> Any:
         """The Kafka timestamp of the row this partition's files hold for `offset`, or
         _NOT_LANDED (never written, or erased)."""
-        for f in self.store.list_files(ROLE_TABLES[self.roles[key[0]]]):
-            if (f.topic, f.partition) == key and f.first <= offset <= f.last:
-                rows = self.store.read_columns(f.path, ["kafka_offset", "kafka_timestamp"])
+        for f in self._landed_files(key):
+            if f.first <= offset <= f.last:
+                rows = self.store.read_table(f.path, ["kafka_offset", "kafka_timestamp"])
                 for found, ts in zip(*rows.to_pydict().values(), strict=True):
                     if found == offset:
                         return ts
         return _NOT_LANDED
+
+    def _landed_files(self, key: tuple[str, int]) -> list[DataFile]:
+        """Every file this topic partition has in the warehouse now."""
+        tables = ROLE_TABLES[self.roles[key[0]]]
+        return [f for f in self.store.list_files(tables) if (f.topic, f.partition) == key]
 
     def _start_over(self, key: tuple[str, int], offset: int) -> Batch:
         """The partition's log was reset: archive what landed from the old log, then write
@@ -365,11 +370,10 @@ class Sink:
             self.held -= batch.count
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         archived = 0
-        for f in self.store.list_files(ROLE_TABLES[self.roles[key[0]]]):
-            if (f.topic, f.partition) == key:
-                name = data_file_name(f"{f.topic}~{stamp}", f.partition, f.first, f.last)
-                self.store.move(f.path, self.store.file_path(f.table, f.date, name))
-                archived += 1
+        for f in self._landed_files(key):
+            name = data_file_name(f"{f.topic}~{stamp}", f.partition, f.first, f.last)
+            self.store.move(f.path, self.store.file_path(f.table, f.date, name))
+            archived += 1
         log.error(
             "%s[%d] was reset: offset %d holds another record than the warehouse has; "
             "kept %d landed file(s) as %s~%s, writing the new log beside them",

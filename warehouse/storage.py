@@ -128,13 +128,8 @@ class Store:
                 return None
             raise StorageError(f"cannot read {self.full_uri(path)}: {exc}") from None
 
-    def read_table(self, path: str) -> pa.Table:
-        try:
-            return pq.read_table(path, filesystem=self.fs)
-        except OSError as exc:
-            raise StorageError(f"cannot read {self.full_uri(path)}: {exc}") from None
-
-    def read_columns(self, path: str, columns: list[str]) -> pa.Table:
+    def read_table(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """A data file, whole or only `columns`."""
         try:
             return pq.read_table(path, columns=columns, filesystem=self.fs)
         except OSError as exc:
