@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import faust
@@ -19,7 +20,9 @@ from faust.types import EventT
 from voxledger.config import Settings
 from voxledger.deadletter import DeadLetter
 from voxledger.kafka import bootstrap_servers
+from voxledger.processors.consumer import App
 from voxledger.processors.metrics import DEAD_LETTERS, EVENT_RATE, EVENTS, LAG
+from voxledger.topics import topic_ids
 
 APP_ID = "voxledger-processors"
 LAG_INTERVAL_S = 5.0
@@ -30,8 +33,9 @@ log = logging.getLogger("voxledger.processors")
 def create_app(settings: Settings) -> faust.App:
     """The faust app, configured for VoxLedger's topics; agents are added by their modules."""
     servers = bootstrap_servers(settings).split(",")
-    app = faust.App(
+    app = App(
         APP_ID,
+        topic_ids=partial(topic_ids, settings),
         broker=";".join(f"kafka://{server.strip()}" for server in servers),
         store="memory://",
         processing_guarantee="at_least_once",

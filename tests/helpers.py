@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -34,6 +35,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def recreate_topic(settings: Settings, name: str, partitions: int) -> None:
+    """Delete a topic and create it again: its log starts over at offset 0 (as a restarted
+    memory-only broker's does)."""
+    admin = AdminClient(client_config(settings))
+    admin.delete_topics([name])[name].result()
+    deadline = time.monotonic() + DEADLINE_S
+    while name in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the deletion with a deadline, not synchronising on time
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result()
 
 
 def read_topic(

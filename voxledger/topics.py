@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection, Uuid
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from voxledger.config import Settings, TopicSpec
 from voxledger.errors import BrokerError, TopicError
 from voxledger.kafka import client_config
+
+log = logging.getLogger("voxledger.topics")
+NO_TOPIC_ID = str(Uuid(0, 0))  # what a broker without topic ids (Kafka < 2.8) answers
 
 
 @dataclass(frozen=True)
@@ -79,3 +84,32 @@ def describe_topics(settings: Settings) -> list[TopicState]:
     """The configured topics as the broker has them now."""
     existing = list_topic_partitions(settings)
     return [TopicState(spec.name, existing.get(spec.name)) for spec in settings.topics.all()]
+
+
+def topic_ids(settings: Settings, names: Iterable[str], timeout: float = 5.0) -> dict[str, str]:
+    """Each topic's id (KIP-516), which a topic created again gets anew, as does every topic
+    of a restarted memory-only broker: the one way to tell a new log at the same offsets."""
+    admin = admin_client(settings)  # must outlive the futures, or librdkafka cancels them
+    futures = admin.describe_topics(TopicCollection(sorted(set(names))), request_timeout=timeout)
+    ids = {name: str(future.result(timeout).topic_id) for name, future in futures.items()}
+    return {name: topic_id for name, topic_id in ids.items() if topic_id != NO_TOPIC_ID}
+
+
+class LogIdentity:
+    """The topic ids a consumer has read under, to tell when one of its logs started over."""
+
+    def __init__(self, lookup: Callable[[list[str]], dict[str, str]]) -> None:
+        self.lookup = lookup
+        self.known: dict[str, str] = {}
+
+    def started_over(self, names: Iterable[str]) -> set[str]:
+        """The topics among `names` whose id changed since the last look (none the first
+        time, or when the broker cannot say: a warning, and the known ids are kept)."""
+        try:
+            current = self.lookup(sorted(set(names)))
+        except Exception as exc:  # the consumer goes on; the next assignment looks again
+            log.warning("cannot look up the ids of %s: %s", ", ".join(sorted(set(names))), exc)
+            return set()
+        changed = {name for name, id_ in current.items() if self.known.get(name, id_) != id_}
+        self.known.update(current)
+        return changed

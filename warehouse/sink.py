@@ -29,6 +29,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -37,6 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from voxledger.config import Settings
 from voxledger.errors import VoxLedgerError
 from voxledger.kafka import client_config
+from voxledger.topics import LogIdentity, topic_ids
 from voxledger.warehouse.erase import ErasureList
 from voxledger.warehouse.schema import (
     COSTS,
@@ -148,6 +150,7 @@ class Sink:
         self.eof: dict[tuple[str, int], int] = {}  # where each partition last reached its end
         self.running = True
         self.erasures = ErasureList()
+        self.log_identity = LogIdentity(partial(topic_ids, settings))
         self._erasure_bytes: bytes | None = None
         timeout_ms = int(settings.processors.session_timeout_s * 1000)
         self.consumer = Consumer(
@@ -247,7 +250,14 @@ class Sink:
     # -- assignment and recovery ---------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        starts = self._start_positions(partitions)
+        # A topic with a new id is a new log: its committed offsets belong to the old one.
+        # Read from its start, it meets the reset check in _add, which archives the old files.
+        new_logs = self.log_identity.started_over({tp.topic for tp in partitions})
+        for topic in sorted(new_logs):
+            log.error(
+                "%s has a new topic id: its log started over; reading it from the start", topic
+            )
+        starts = self._start_positions(partitions, new_logs)
         for tp in partitions:
             tp.offset = starts[(tp.topic, tp.partition)]
         consumer.assign(partitions)
@@ -265,13 +275,16 @@ class Sink:
             self.ahead.pop(key, None)
         consumer.unassign()
 
-    def _start_positions(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
-        """Where each partition's next batch starts: the committed offset (else the log start),
-        moved back to the start of any file whose range holds it."""
+    def _start_positions(
+        self, partitions: list[TopicPartition], new_logs: set[str] = frozenset()
+    ) -> dict[tuple[str, int], int]:
+        """Where each partition's next batch starts: the committed offset (else, and in
+        `new_logs`, the log start), moved back to the start of any file whose range holds it."""
         committed = {}
-        if self.commit and partitions:
+        resumed = [tp for tp in partitions if tp.topic not in new_logs]
+        if self.commit and resumed:
             try:
-                for tp in self.consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S):
+                for tp in self.consumer.committed(resumed, timeout=KAFKA_TIMEOUT_S):
                     committed[(tp.topic, tp.partition)] = tp.offset
             except KafkaException as exc:
                 raise SinkError(f"cannot read committed offsets: {exc.args[0].str()}") from None

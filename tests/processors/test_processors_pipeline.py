@@ -7,14 +7,12 @@ import json
 import os
 import signal
 import urllib.request
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
-import pytest
 from confluent_kafka import Producer
-from helpers import Processors, free_port, read_topic
+from helpers import Processors, read_topic
 
 from voxledger.config import Settings
 from voxledger.envelope import envelope_schema
@@ -47,19 +45,6 @@ PLANTED = [
     "march fourth",
     "nineteen eighty seven",
 ]  # digit runs alone would match ids, hashes and timestamps
-
-
-@pytest.fixture
-def processors(pipeline_settings: Settings, tmp_path: Path, monkeypatch) -> Iterator[Processors]:
-    monkeypatch.setenv("VOXLEDGER_PROCESSORS__PSEUDONYM_SECRET", "test secret")
-    monkeypatch.setenv("VOXLEDGER_PROCESSORS__METRICS_PORT", str(free_port()))
-    # Imported envelopes may end mid-stream with no close marker: release them soon.
-    monkeypatch.setenv("VOXLEDGER_PROCESSORS__IDLE_RELEASE_S", "3")
-    runner = Processors(tmp_path / "processors.log")
-    yield runner
-    if runner.process and runner.process.poll() is None:
-        runner.process.kill()
-        runner.process.wait()
 
 
 async def call_through_proxy(

@@ -7,6 +7,8 @@ import os
 import signal
 from decimal import Decimal
 
+from confluent_kafka import TopicPartition
+from helpers import recreate_topic
 from sink_fixtures import (
     counts,
     envelopes,
@@ -22,7 +24,6 @@ from sink_fixtures import (
 )
 
 from voxledger.config import Settings
-from voxledger.kafka import client_config
 from voxledger.warehouse.sink import Sink
 from voxledger.warehouse.storage import open_store
 
@@ -129,17 +130,6 @@ def wait_for_poll(sink: Sink, condition, deadline_s: float = 60.0) -> bool:
     return False
 
 
-def recreate_topic(settings: Settings, name: str, partitions: int) -> None:
-    """Delete a topic and create it again: its log starts over at offset 0 (as a restarted
-    memory-only broker's does)."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient(client_config(settings))
-    admin.delete_topics([name])[name].result()
-    wait_for(lambda: name not in admin.list_topics(timeout=10).topics)
-    admin.create_topics([NewTopic(name, partitions, 1)])[name].result()
-
-
 def test_a_reset_log_lands_beside_what_landed_never_over_it(
     pipeline_settings: Settings, monkeypatch
 ) -> None:
@@ -171,3 +161,48 @@ def test_a_reset_log_lands_beside_what_landed_never_over_it(
         replay.close()
     assert replay.stats.resets == 0
     assert events() == sorted(landed)
+
+
+def test_a_topic_with_a_new_id_is_read_from_its_start_not_from_old_commits(
+    pipeline_settings: Settings, monkeypatch
+) -> None:
+    """After a memory-only broker's restart the new log can grow past the sink's old position
+    before the group rejoins, and offsets from there get committed; the rejoin must not
+    resume there (the records before it would never land)."""
+    settings, sent = landed_world(
+        monkeypatch, sessions=4, per_session=10, flush_max_rows=25, flush_interval_s=0.2
+    )
+    redacted = settings.topics.redacted
+    old_ends = {}
+    for f in open_store(settings).list_files(["events"]):
+        old_ends[f.partition] = max(old_ends.get(f.partition, -1), f.last)
+    sink = Sink(settings)
+    sink.subscribe()
+    try:
+        assert wait_for_poll(sink, lambda: bool(sink.log_identity.known))  # ids noted
+        # What the member commits from the middle of the new log (offsets past the old one's
+        # end), committed here before the topic is created again.
+        commits = [TopicPartition(redacted.name, p, end + 5) for p, end in old_ends.items()]
+        sink.consumer.commit(offsets=commits, asynchronous=False)
+    finally:
+        sink.close()
+    # librdkafka crashes when a topic it reads is created again, on tansu: the same sink
+    # rejoins with a new consumer (its memory of the topic ids kept).
+    recreate_topic(settings, redacted.name, redacted.partitions)
+    later = envelopes(4, 40)  # the same partitions, each new log longer than the old one
+    produce(settings, redacted.name, [(e.session_id, e.to_bytes()) for e in later])
+    landed = set(sent["envelope_ids"]) | {e.envelope_id for e in later}
+    rejoined = Sink(settings)
+    rejoined.log_identity = sink.log_identity
+    rejoined.subscribe()
+    try:
+        assert wait_for_poll(rejoined, lambda: set(envelope_ids(settings)) >= landed)
+    finally:
+        rejoined.close()
+
+    assert set(envelope_ids(settings)) == landed
+    assert rejoined.stats.resets >= 1
+
+
+def envelope_ids(settings: Settings) -> list[str]:
+    return [r[0] for r in query(settings, "SELECT envelope_id FROM events")]
