@@ -147,6 +147,10 @@ class WarehouseSettings(_Frozen):
     database: Path | None = None
     flush_interval_s: float = Field(2.0, gt=0)  # freshness: a batch is written at least this often
     flush_max_rows: int = Field(50_000, ge=1)
+    # The dashboard's mart (warehouse/marts.py): how often a refresher lists the files, and
+    # the least age of a mart before it is rebuilt (builds also take at most a quarter of the time).
+    mart_check_every_s: float = Field(5.0, gt=0)
+    mart_min_age_s: float = Field(30.0, ge=0)
     # Object-storage options for pyarrow's S3FileSystem (endpoint_override, region...).
     s3_endpoint: str | None = None
     s3_region: str | None = None

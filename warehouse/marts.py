@@ -272,17 +272,16 @@ def _fsync(path: Path) -> None:
 
 # -- background refresh ---------------------------------------------------------------------
 
-CHECK_EVERY_S = 5.0  # how often the refresher lists the files
-MIN_AGE_S = 30.0  # a mart is rebuilt at most this often
-BUILD_SHARE = 0.25  # ...and at most this share of the time (slow builds space out more)
+BUILD_SHARE = 0.25  # a mart is rebuilt at most this share of the time (slow builds space out)
 
 
 class MartRefresher:
     """A thread that rebuilds the mart when new files have landed, throttled.
 
-    Every `check_every_s` it compares the latest mart with the file listing; a stale mart at
-    least `min_age_s` old (and old enough that builds take at most BUILD_SHARE of the time)
-    is rebuilt. A build another process is running is not waited for. Builds run at a lower
+    Every `check_every_s` (default: `warehouse.mart_check_every_s`) it compares the latest
+    mart with the file listing; a stale mart at least `min_age_s` old (`mart_min_age_s`), and
+    old enough that builds take at most BUILD_SHARE of the time, is rebuilt. A build another
+    process is running is not waited for. Builds run at a lower
     CPU priority than the thread that started the refresher (the sink's consumer loop); the
     last one, when it stops, does not.
     """
@@ -291,13 +290,13 @@ class MartRefresher:
         self,
         settings: Settings,
         *,
-        check_every_s: float = CHECK_EVERY_S,
-        min_age_s: float = MIN_AGE_S,
+        check_every_s: float | None = None,
+        min_age_s: float | None = None,
         on_check: Callable[[Mart | None], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.check_every_s = check_every_s
-        self.min_age_s = min_age_s
+        self.check_every_s = check_every_s or settings.warehouse.mart_check_every_s
+        self.min_age_s = settings.warehouse.mart_min_age_s if min_age_s is None else min_age_s
         self.on_check = on_check  # called after every check with the latest mart
         self.last_build_s = 0.0
         self._stopped = threading.Event()
@@ -355,14 +354,16 @@ _checking_lock = threading.Lock()
 
 def refresh_soon(settings: Settings) -> None:
     """Check in a background thread whether the mart is due (stale, and as old as a
-    MartRefresher would let it get), and rebuild it if so; at most every CHECK_EVERY_S per
-    marts directory in this process. For readers (the dashboard) that cannot count on a
-    refresher running: they keep their mart meanwhile and open the new one next time."""
+    MartRefresher would let it get), and rebuild it if so; at most every
+    `warehouse.mart_check_every_s` per marts directory in this process. For readers (the
+    dashboard) that cannot count on a refresher running: they keep their mart meanwhile and
+    open the new one next time."""
     directory = mart_dir(settings)
     now = time.monotonic()
     with _checking_lock:
         last = _checked.get(directory)
-        if directory in _checking or (last is not None and now - last < CHECK_EVERY_S):
+        every = settings.warehouse.mart_check_every_s
+        if directory in _checking or (last is not None and now - last < every):
             return
         _checked[directory] = now
         _checking.add(directory)
@@ -374,7 +375,7 @@ def refresh_soon(settings: Settings) -> None:
 def _check_once(settings: Settings, directory: Path) -> None:
     _lower_priority()
     try:
-        refresh(settings, min_age_s=MIN_AGE_S, wait=False)
+        refresh(settings, min_age_s=settings.warehouse.mart_min_age_s, wait=False)
     except Exception:  # the reader keeps the mart it has; the next check tries again
         log.exception("mart refresh failed; retrying at the next check")
     finally:

@@ -60,7 +60,7 @@ def copy(
     background refresh leaves a stale mart alone for an hour: the test says when to build."""
     for name in [n for n in os.environ if n.startswith("VOXLEDGER_")]:
         monkeypatch.delenv(name)
-    monkeypatch.setattr(marts, "MIN_AGE_S", 3600.0)
+    monkeypatch.setenv("VOXLEDGER_WAREHOUSE__MART_MIN_AGE_S", "3600")
     shutil.copytree(dashboard_warehouse.data_dir / "warehouse", tmp_path / "warehouse")
     config = tmp_path / "voxledger.toml"
     original = dashboard_warehouse.config.read_text()
@@ -129,11 +129,13 @@ def test_pages_rebuild_a_stale_mart_in_the_background(
     before = marts.refresh(copy.settings)
     sessions = copy.live_sessions()
     copy.land_a_new_session("noticed")
-    monkeypatch.setattr(marts, "MIN_AGE_S", 0.0)
-    monkeypatch.setattr(marts, "CHECK_EVERY_S", 0.0)
-    assert shown_sessions(copy.settings) == sessions  # this page keeps the mart it opened...
+    eager = copy.settings.warehouse.model_copy(
+        update={"mart_min_age_s": 0.0, "mart_check_every_s": 0.001}
+    )
+    settings = copy.settings.model_copy(update={"warehouse": eager})
+    assert shown_sessions(settings) == sessions  # this page keeps the mart it opened...
     for thread in [t for t in threading.enumerate() if t.name == "mart-check"]:
         thread.join(timeout=120)  # ...while a background check rebuilds it
     after = marts.latest(copy.settings)
     assert after is not None and after != before
-    assert shown_sessions(copy.settings) == sessions + 1  # the next page opens the new one
+    assert shown_sessions(settings) == sessions + 1  # the next page opens the new one
