@@ -10,6 +10,10 @@ that list files with `storage.live_files()` skip it, so no reader counts a row t
 that finds covered files (a compaction that crashed before removing its inputs) removes
 them first; the sink does the same for ranges it rewrites.
 
+It is also the upgrade path for files written by an older VoxLedger: a file that lacks a
+column the current schema has is rewritten with it (NULLs), even when it merges with nothing,
+so that the views, which read columns by name, bind.
+
 Run it beside the sink, not during a `rebuild` of the same warehouse.
 """
 
@@ -22,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from voxledger.config import Settings
-from voxledger.warehouse.schema import BASE_TABLES, conform
+from voxledger.warehouse.schema import BASE_TABLES, SCHEMAS, conform
 from voxledger.warehouse.storage import DataFile, Store, covered, data_file_name, open_store
 
 __all__ = ["CompactResult", "compact"]
@@ -36,6 +40,7 @@ class CompactResult:
     files_after: int
     merged: int  # merged files written
     leftovers_removed: int  # covered files of an earlier, interrupted run
+    upgraded: int = 0  # lone files rewritten with the current schema's columns
 
 
 def compact(
@@ -48,7 +53,7 @@ def compact(
     for f in leftovers:
         store.delete(f.path)
     live = [f for f in files if f not in set(leftovers)]
-    merged = 0
+    merged = upgraded = 0
     after = 0
     key = _group_key
     for _, group in groupby(sorted(live, key=lambda f: (*key(f), f.first)), key=key):
@@ -57,8 +62,11 @@ def compact(
             if len(run) > 1:
                 _merge(store, run)
                 merged += 1
+            elif _lacks_columns(store, run[0]):
+                _merge(store, run)  # a run of one: rewritten in place, conformed
+                upgraded += 1
         after += len(runs)
-    return CompactResult(len(files), after, merged, len(leftovers))
+    return CompactResult(len(files), after, merged, len(leftovers), upgraded)
 
 
 def _group_key(f: DataFile) -> tuple[str, str, str, int]:
@@ -85,6 +93,12 @@ def _runs(store: Store, group: list[DataFile], max_rows: int) -> list[list[DataF
 def _row_count(store: Store, f: DataFile) -> int:
     with store.fs.open_input_file(f.path) as handle:
         return pq.ParquetFile(handle).metadata.num_rows
+
+
+def _lacks_columns(store: Store, f: DataFile) -> bool:
+    with store.fs.open_input_file(f.path) as handle:
+        names = set(pq.ParquetFile(handle).schema_arrow.names)
+    return not set(SCHEMAS[f.table].names) <= names
 
 
 def _merge(store: Store, run: list[DataFile]) -> None:

@@ -25,6 +25,7 @@ table of the sink (`_base_events`, ...) and the public views of `tables.py` over
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -205,8 +206,7 @@ def connect(settings: Settings, *, read_only: bool = True) -> duckdb.DuckDBPyCon
     except (duckdb.IOException, duckdb.ConnectionException):
         # Another process (or connection of this one) holds the file: use TEMP views.
         con = _open(path, read_only)
-        for statement in _statements(store, present, temp=True):
-            con.execute(statement)
+        _create_views(con, _statements(store, present, temp=True))
         return con
     return _open(path, read_only)
 
@@ -217,8 +217,7 @@ def _write_views_on(
     """Replace every view and the fingerprint in one transaction: readers see all or none."""
     con.execute("BEGIN")
     try:
-        for statement in _statements(store, present, temp=False):
-            con.execute(statement)
+        _create_views(con, _statements(store, present, temp=False))
         con.execute(f"CREATE OR REPLACE TABLE {STATE_TABLE} (fingerprint VARCHAR)")
         con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?)", [fingerprint])
     except BaseException:
@@ -257,13 +256,34 @@ def create_base_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     Local roots read by glob (a table without files gets a typed empty SELECT); object
     storage gets pyarrow datasets registered on `con`, listing the files now.
     """
+    statements = []
     for table in SOURCE_TABLES:
         if store.local:
             present = bool(store.list_paths(table))
             source = _glob(store, table) if present else None
         else:
             source = _register_dataset(con, store, table)
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {base_name(table)} AS {_columns(table, source)}")
+        statements.append(
+            f"CREATE OR REPLACE TEMP VIEW {base_name(table)} AS {_columns(table, source)}"
+        )
+    _create_views(con, statements)
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
+    """Run the CREATE VIEW statements; a file lacking a column the views read (written by an
+    older VoxLedger) is a WarehouseError that says how to upgrade it."""
+    for statement in statements:
+        try:
+            con.execute(statement)
+        except duckdb.BinderException as exc:
+            view = statement.split(" AS ", 1)[0].rsplit(" ", 1)[-1]
+            column = re.search(r'[Cc]olumn "([^"]+)"', str(exc))
+            raise WarehouseError(
+                f"cannot create view {view}: the Parquet files lack column "
+                f"{column.group(1) if column else '(see below)'}, as an older VoxLedger wrote "
+                "them; `voxledger compact` rewrites them with the current schema. "
+                f"(DuckDB: {str(exc).splitlines()[0]})"
+            ) from None
 
 
 def _register_dataset(con: duckdb.DuckDBPyConnection, store: Store, table: str) -> str | None:

@@ -48,7 +48,8 @@ def compact_command(max_rows: int) -> None:
     result = compact(_settings(), max_rows=max_rows)
     click.echo(
         f"{result.files_before} files → {result.files_after} "
-        f"({result.merged} merged files written, {result.leftovers_removed} leftovers removed)"
+        f"({result.merged} merged files written, {result.upgraded} older files given the "
+        f"current columns, {result.leftovers_removed} leftovers removed)"
     )
 
 

@@ -56,6 +56,30 @@ def test_compact_keeps_results_and_reduces_files(pipeline_settings: Settings, mo
     assert snapshot(settings) == before
 
 
+def test_compact_upgrades_files_an_older_version_wrote(
+    pipeline_settings: Settings, monkeypatch
+) -> None:
+    """Files that lack a column the views read (written before `tenant` existed) are a clear
+    error, not a traceback; `voxledger compact` rewrites them, and the views read them."""
+    settings, _ = landed_world(monkeypatch, sessions=2, per_session=5, flush_max_rows=1000)
+    store = open_store(settings)
+    events = store.list_files(["events"])
+    for f in events:  # as the sink wrote them before the column was added
+        store.write_table(f.path, store.read_table(f.path).drop_columns(["tenant"]))
+    runner = CliRunner()
+
+    refused = runner.invoke(cli, ["sql", "SELECT count(*) FROM events"])
+    assert refused.exit_code == 2, refused.output
+    assert "lack column tenant" in refused.output and "voxledger compact" in refused.output
+    assert "Traceback" not in refused.output
+
+    upgraded = runner.invoke(cli, ["compact"], catch_exceptions=False)
+    assert upgraded.exit_code == 0 and f"{len(events)} older files" in upgraded.output
+    counted = runner.invoke(cli, ["sql", "SELECT count(*) AS n, count(tenant) AS t FROM events"])
+    assert counted.exit_code == 0, counted.output
+    assert query(settings, "SELECT count(*), count(tenant) FROM events") == [(10, 0)]
+
+
 def test_erase_session_then_rebuild(pipeline_settings: Settings, monkeypatch) -> None:
     settings, _ = landed_world(
         monkeypatch, sessions=5, per_session=8, flush_max_rows=30, flush_interval_s=0.2
