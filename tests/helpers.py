@@ -42,10 +42,18 @@ def recreate_topic(settings: Settings, name: str, partitions: int) -> None:
     memory-only broker's does)."""
     admin = AdminClient(client_config(settings))
     admin.delete_topics([name])[name].result()
-    deadline = time.monotonic() + DEADLINE_S
-    while name in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling the deletion with a deadline, not synchronising on time
+    wait_for(lambda: name not in admin.list_topics(timeout=10).topics)
     admin.create_topics([NewTopic(name, partitions, 1)])[name].result()
+
+
+def wait_for(condition: Callable[[], bool], deadline_s: float = DEADLINE_S) -> bool:
+    """Whether `condition()` holds by the deadline, polled."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)  # polling a condition with a deadline, not synchronising on time
+    return condition()
 
 
 def read_topic(

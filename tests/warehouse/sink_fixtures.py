@@ -241,15 +241,6 @@ def landed_world(
     return settings, sent
 
 
-def wait_for(condition: Callable[[], bool], deadline_s: float = DEADLINE_S) -> bool:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)  # polling a condition with a deadline, not synchronising on time
-    return condition()
-
-
 def sink_process(log_file: Path) -> subprocess.Popen[bytes]:
     with log_file.open("ab") as log:
         return subprocess.Popen(

@@ -8,7 +8,7 @@ import signal
 from decimal import Decimal
 
 from confluent_kafka import TopicPartition
-from helpers import recreate_topic
+from helpers import recreate_topic, wait_for
 from sink_fixtures import (
     counts,
     envelopes,
@@ -20,7 +20,6 @@ from sink_fixtures import (
     reload,
     run_sink_until,
     sink_process,
-    wait_for,
 )
 
 from voxledger.config import Settings
