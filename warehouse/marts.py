@@ -295,8 +295,9 @@ class MartRefresher:
         on_check: Callable[[Mart | None], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.check_every_s = check_every_s or settings.warehouse.mart_check_every_s
-        self.min_age_s = settings.warehouse.mart_min_age_s if min_age_s is None else min_age_s
+        mart = settings.warehouse
+        self.check_every_s = mart.mart_check_every_s if check_every_s is None else check_every_s
+        self.min_age_s = mart.mart_min_age_s if min_age_s is None else min_age_s
         self.on_check = on_check  # called after every check with the latest mart
         self.last_build_s = 0.0
         self._stopped = threading.Event()
