@@ -117,7 +117,9 @@ def eval_group() -> None:
 @eval_group.command("pii")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--no-stock", is_flag=True, help="Skip stock Presidio (faster).")
-@click.option("--misses", is_flag=True, help="Also list the entities our redactor missed.")
+@click.option(
+    "--misses", is_flag=True, help="Also list what we missed, and what we redacted wrongly."
+)
 @click.option("--check", is_flag=True, help="Exit 1 when a recall or alteration target is missed.")
 @click.pass_context
 def eval_pii_command(
@@ -149,5 +151,7 @@ def eval_pii_command(
         if misses:
             for line_id, entity_type, value in report.ours.misses:
                 click.echo(f"- missed {entity_type} in {line_id}: {value!r}")
+            for line_id, words in report.ours.false_alarms:
+                click.echo(f"- redacted in {line_id}, not PII: {words!r}")
         if check and not report.meets_targets():
             sys.exit(1)

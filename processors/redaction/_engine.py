@@ -34,6 +34,8 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.tokens import Span as SpacySpan
 
+from voxledger.processors.redaction._agent import NO_ALLOW, AgentSpeech, AllowList
+from voxledger.processors.redaction._fillers import FillerRemover
 from voxledger.processors.redaction._jsontext import json_values, snake_key
 from voxledger.processors.redaction._language import guess_language
 from voxledger.processors.redaction._lexicon import (
@@ -96,6 +98,24 @@ _CUTS = (
     regex.compile(r"[.!?。！？]\s+"),
     regex.compile(r"\s+"),
 )
+
+
+# Types that name someone or somewhere: the ones agent speech and allowed terms can fool.
+_NAME_TYPES = frozenset({"PERSON", "LOCATION"})
+_WORD_SPAN = regex.compile(r"[^\s,;:!?\"“”‘’()]+")
+# A recognizer's hit, before overlapping hits are merged: (start, end, type, score, name).
+Hit = tuple[int, int, str, float, str]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who says a text, and what its session declares is not PII: both change what is a name."""
+
+    speaker: str | None = None  # "user" | "assistant" | None (unknown)
+    allow: AllowList = NO_ALLOW
+
+
+DEFAULT_CONTEXT = Context()
 
 
 @dataclass(frozen=True)
@@ -204,6 +224,11 @@ class Redactor:
         self.json_keys = self.shared.entity_by_json_key()
         self.never_pii = frozenset(word.lower() for word in self.shared.never_pii)
         self._common = {lang: self._common_words(lx) for lang, lx in self.lexicons.items()}
+        self._edge_words = {lang: self._edge_word_set(lx) for lang, lx in self.lexicons.items()}
+        self.removers = {lang: FillerRemover(lx) for lang, lx in self.lexicons.items()}
+        self.agents = {
+            lang: AgentSpeech(lx, self.shared.never_pii) for lang, lx in self.lexicons.items()
+        }
         engine = _Pipelines(self.pipelines)
         registry = RecognizerRegistry(
             recognizers=[r for lang in self.languages for r in self._recognizers(lang)],
@@ -214,7 +239,7 @@ class Redactor:
         )
         self.nlp_engine = engine
         self.anonymizer = AnonymizerEngine()
-        self._cache: OrderedDict[tuple[str, str], tuple[Span, ...]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], tuple[Hit, ...]] = OrderedDict()
         self._cache_size = cache_size
 
     # -- setup --------------------------------------------------------------------------------
@@ -251,6 +276,13 @@ class Redactor:
             | lexicon.stopwords()
         )
 
+    @staticmethod
+    def _edge_word_set(lexicon: Lexicon) -> frozenset[str]:
+        """Words a name never starts or ends with: fillers, and common words that are no name."""
+        names = {w.lower() for w in [*lexicon.names.first_names, *lexicon.names.surnames]}
+        common = lexicon.stopwords() | {w.lower() for w in lexicon.names.not_names}
+        return frozenset((common - names) | {w.lower() for w in lexicon.fillers})
+
     # -- language -----------------------------------------------------------------------------
 
     def guess_language(self, text: str) -> str | None:
@@ -267,36 +299,46 @@ class Redactor:
 
     # -- analysis -----------------------------------------------------------------------------
 
-    def spans(self, text: str, language: str, kind: Kind = "text") -> list[Span]:
+    def spans(
+        self, text: str, language: str, kind: Kind = "text", context: Context = DEFAULT_CONTEXT
+    ) -> list[Span]:
         """Findings in one text, in the original text's coordinates, sorted and disjoint."""
-        return self.spans_many([(text, language, kind)])[0]
+        return self.spans_many([(text, language, kind)], [context])[0]
 
-    def spans_many(self, requests: Sequence[tuple[str, str, Kind]]) -> list[list[Span]]:
-        """Findings for many texts at once: NER runs batched, texts seen before come from cache."""
+    def spans_many(
+        self,
+        requests: Sequence[tuple[str, str, Kind]],
+        contexts: Sequence[Context] | None = None,
+    ) -> list[list[Span]]:
+        """Findings for many texts at once: NER runs batched, texts seen before come from cache.
+
+        `contexts`, one per request, say who speaks each text and what its session allows.
+        """
+        contexts = contexts or [DEFAULT_CONTEXT] * len(requests)
         out: list[list[Span] | None] = [None] * len(requests)
         plain: list[tuple[int, str, str]] = []
-        json_parts: list[tuple[int, list[tuple[str, str]], Any]] = []
+        json_parts: list[tuple[int, Any]] = []
         for i, (text, language, kind) in enumerate(requests):
             if kind == "json":
                 values = json_values(text)
                 if values is not None:
-                    json_parts.append((i, [], values))
+                    json_parts.append((i, values))
                     continue
             plain.append((i, text, language))
         texts = {(t, lang) for _, t, lang in plain}
-        for i, _, values in json_parts:
+        for i, values in json_parts:
             language = requests[i][1]
             for value in values:
                 texts.add((_json_context(value), language))
-        found = self._analyse(texts)
+        hits = self._analyse(texts)
         for i, text, language in plain:
-            out[i] = list(found[(text, language)])
-        for i, _, values in json_parts:
-            out[i] = self._json_spans(values, requests[i][1], found)
+            out[i] = self._resolve(text, language, hits[(text, language)], contexts[i])
+        for i, values in json_parts:
+            out[i] = self._json_spans(values, requests[i][1], hits, contexts[i].allow)
         return [spans or [] for spans in out]
 
-    def _analyse(self, texts: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[Span, ...]]:
-        found: dict[tuple[str, str], tuple[Span, ...]] = {}
+    def _analyse(self, texts: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[Hit, ...]]:
+        found: dict[tuple[str, str], tuple[Hit, ...]] = {}
         todo: dict[str, list[str]] = {}
         for text, language in sorted(texts):
             cached = self._cache.get((language, text))
@@ -309,17 +351,25 @@ class Redactor:
                 todo.setdefault(language, []).append(text)
         for language, batch in todo.items():
             clean = [valid_unicode(text) for text in batch]
-            for text, valid, doc in zip(batch, clean, self._docs(clean, language), strict=True):
-                spans = tuple(self._analyse_doc(valid, doc, language))
-                found[(text, language)] = spans
-                self._remember((language, text), spans)
+            # Each text as said, and again without its fillers where it has some.
+            unfilled = [self.removers[language].remove(text) for text in clean]
+            extra = [u.text for u in unfilled if u is not None]
+            docs = iter(self._docs([*clean, *extra], language))
+            parsed = [next(docs) for _ in clean]
+            for text, valid, doc, less in zip(batch, clean, parsed, unfilled, strict=True):
+                hits = self._analyse_doc(valid, doc, language)
+                if less is not None:
+                    for start, end, *rest in self._analyse_doc(less.text, next(docs), language):
+                        hits.append((*less.original_span(start, end), *rest))
+                found[(text, language)] = tuple(dict.fromkeys(hits))
+                self._remember((language, text), found[(text, language)])
         return found
 
     def clear_cache(self) -> None:
         """Forget analysed texts (benchmarks measure cold analysis)."""
         self._cache.clear()
 
-    def _remember(self, key: tuple[str, str], spans: tuple[Span, ...]) -> None:
+    def _remember(self, key: tuple[str, str], spans: tuple[Hit, ...]) -> None:
         self._cache[key] = spans
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -351,7 +401,7 @@ class Redactor:
                 return True
         return False
 
-    def _analyse_doc(self, text: str, parsed: tuple[Doc, bool], language: str) -> list[Span]:
+    def _analyse_doc(self, text: str, parsed: tuple[Doc, bool], language: str) -> list[Hit]:
         doc, has_ner = parsed
         entities = self._entities(doc, language) if has_ner else []
         artifacts = NlpArtifacts(
@@ -366,7 +416,7 @@ class Redactor:
         results = self.analyzer.analyze(
             text, language, nlp_artifacts=artifacts, score_threshold=self.score_threshold
         )
-        return self._resolve(text, language, results)
+        return self._hits(text, results)
 
     def _entities(self, doc: Doc, language: str) -> list[SpacySpan]:
         common = self._common[language]
@@ -382,10 +432,10 @@ class Redactor:
             kept.append(SpacySpan(doc, ent.start, ent.end, label=label))
         return kept
 
-    def _resolve(self, text: str, language: str, results: list[RecognizerResult]) -> list[Span]:
-        """Overlapping findings become one span over their union, named by the best of them."""
+    def _hits(self, text: str, results: list[RecognizerResult]) -> list[Hit]:
+        """The recognizers' results, trimmed to their values, pseudonyms left alone."""
         protected = [m.span() for m in _PSEUDONYM.finditer(text)]
-        raw = []
+        hits = []
         for r in results:
             start, end = _trim(text, r.start, r.end)
             if r.entity_type not in ENTITY_TYPES or end <= start:
@@ -393,9 +443,16 @@ class Redactor:
             if any(s < end and start < e for s, e in protected):
                 continue  # already a pseudonym: redacting twice must change nothing
             name = (r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, "")
-            raw.append((start, end, r.entity_type, r.score, str(name)))
+            hits.append((start, end, r.entity_type, r.score, str(name)))
+        return hits
+
+    def _resolve(
+        self, text: str, language: str, hits: Sequence[Hit], context: Context
+    ) -> list[Span]:
+        """Overlapping findings become one span over their union, named by the best of them."""
+        raw = self._guard(text, language, hits, context)
         raw.sort(key=lambda h: (h[0], -h[1]))
-        clusters: list[list[tuple[int, int, str, float, str]]] = []
+        clusters: list[list[Hit]] = []
         for hit in raw:
             last = clusters[-1] if clusters else None
             last_end = max(h[1] for h in last) if last else -1
@@ -406,16 +463,63 @@ class Redactor:
                 clusters.append([hit])
         return [self._span(text, language, cluster) for cluster in clusters]
 
+    def _guard(self, text: str, language: str, hits: Sequence[Hit], context: Context) -> list[Hit]:
+        """Hits with what is not a caller's PII taken out: allowed terms; and, for names, the
+        agent's role words, brand and persona, and the common words at a name's edges."""
+        allowed = context.allow.spans(text) if context.allow else []
+        names = [h for h in hits if h[2] in _NAME_TYPES]
+        agent = self.agents[language].spans(text, context.speaker) if names else None
+        not_names = [*allowed, *agent.vocabulary, *agent.slots] if agent else allowed
+        kept = []
+        for hit in hits:
+            if allowed and _covered_by(text, hit[0], hit[1], allowed):
+                continue
+            if hit[2] in _NAME_TYPES:
+                span = self._name_part(text, hit[0], hit[1], language, not_names)
+                if span is None:
+                    continue
+                hit = (span[0], span[1], *hit[2:])
+            kept.append(hit)
+        return kept
+
+    def _name_part(
+        self, text: str, start: int, end: int, language: str, not_names: list[tuple[int, int]]
+    ) -> tuple[int, int] | None:
+        """The words of a name hit that can be a name: edge words that are agent speech,
+        allowed, fillers or common words go (a pseudonym never swallows its neighbours)."""
+        words = [m.span() for m in _WORD_SPAN.finditer(text, start, end)]
+        edge = self._edge_words[language]
+
+        def not_name(span: tuple[int, int]) -> bool:
+            word = text[span[0] : span[1]]
+            bare = regex.sub(r"['’]s?$", "", word).lower()
+            return bare in edge or _covered_by(text, span[0], span[1], not_names)
+
+        while words and not_name(words[0]):
+            words.pop(0)
+        while words and not_name(words[-1]):
+            words.pop()
+        if not words:
+            return None
+        return words[0][0], _trim(text, words[0][0], words[-1][1])[1]
+
     def _span(self, text: str, language: str, cluster: list[Any]) -> Span:
         start = min(h[0] for h in cluster)
         end = max(h[1] for h in cluster)
         best = _best(cluster)
+        said = text[start:end]
+        unfilled = self.removers[language].remove(said)
         value = normal_value(
-            best[2], text[start:end], self.readers[language], self.lexicons[language]
+            best[2],
+            unfilled.text if unfilled else said,
+            self.readers[language],
+            self.lexicons[language],
         )
         return Span(best[2], start, end, best[3], best[4], value)
 
-    def _json_spans(self, values: list[Any], language: str, found: dict[Any, Any]) -> list[Span]:
+    def _json_spans(
+        self, values: list[Any], language: str, hits: dict[Any, Any], allow: AllowList
+    ) -> list[Span]:
         spans: list[Span] = []
         for value in values:
             whole = self.json_keys.get(snake_key(value.key or ""))
@@ -424,7 +528,9 @@ class Redactor:
                 continue
             context = _json_context(value)
             shift = len(context) - len(value.text)
-            for sp in found[(context, language)]:
+            keyed = Context(allow=allow)
+            found = self._resolve(context, language, hits[(context, language)], keyed)
+            for sp in found:
                 start, end = max(sp.start - shift, 0), sp.end - shift
                 if end <= 0:
                     continue
@@ -454,19 +560,29 @@ class Redactor:
     # -- rendering ----------------------------------------------------------------------------
 
     def redact_text(
-        self, text: str, language: str | None, session: Pseudonyms, kind: Kind = "text"
+        self,
+        text: str,
+        language: str | None,
+        session: Pseudonyms,
+        kind: Kind = "text",
+        context: Context = DEFAULT_CONTEXT,
     ) -> RedactedText:
         """The text with every finding replaced by the session's pseudonym for its value."""
         language = self.language_for(text, language)
-        return self.render(text, self.spans(text, language, kind), session, language)
+        return self.render(text, self.spans(text, language, kind, context), session, language)
 
     def redact_texts(
-        self, texts: Sequence[str], language: str | None, session: Pseudonyms
+        self,
+        texts: Sequence[str],
+        language: str | None,
+        session: Pseudonyms,
+        context: Context = DEFAULT_CONTEXT,
     ) -> list[RedactedText]:
         """redact_text for many texts, analysed in one batch; tokens are given in text order."""
         languages = [self.language_for(t, language) for t in texts]
         found = self.spans_many(
-            [(t, lang, "text") for t, lang in zip(texts, languages, strict=True)]
+            [(t, lang, "text") for t, lang in zip(texts, languages, strict=True)],
+            [context] * len(texts),
         )
         return [
             self.render(t, spans, session, lang)
@@ -603,6 +719,14 @@ def _cut(text: str, start: int, limit: int) -> int:
 def _joined(docs: list[Doc]) -> Doc:
     """One doc from a text's pieces, with their tokens and entities."""
     return docs[0] if len(docs) == 1 else Doc.from_docs(docs, ensure_whitespace=False)
+
+
+def _covered_by(text: str, start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
+    """Whether every letter and digit of text[start:end] lies inside one of the spans."""
+    inside = [(max(s, start), min(e, end)) for s, e in spans if s < end and start < e]
+    if not inside:
+        return False
+    return all(any(s <= i < e for s, e in inside) for i in range(start, end) if text[i].isalnum())
 
 
 def _best(cluster: list[Any]) -> Any:

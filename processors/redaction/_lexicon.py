@@ -86,6 +86,23 @@ class Names(_Strict):
     not_names: list[str] = []  # words that end a name
 
 
+class AgentWords(_Strict):
+    """How a voice agent presents itself: words and phrases that frame its brand and persona.
+
+    None of it is a caller's PII: role words are never redacted as a name, and the brand and
+    persona slots these phrases frame are not either (see _agent.py).
+    """
+
+    roles: list[str] = []  # assistant, agent, asistente … (and their forms)
+    words: list[str] = []  # AI, virtual, automated, KI, IA …: the disclosure vocabulary
+    determiners: list[str] = []  # your, the, a … before a role: "Juniper, your assistant"
+    links: list[str] = []  # words from a role to its brand: "assistant for", "asistente de"
+    greetings: list[str] = []  # a brand follows: "thanks for calling", "bienvenue chez"
+    self_cues: list[str] = []  # in the agent's own speech, the name after is its persona
+    teams: list[str] = []  # a brand goes before them: "Quillon support", "Acme reservations"
+    products: list[str] = []  # a product's name stands beside them: "the Aurora app"
+
+
 class Pattern(_Strict):
     name: str
     type: EntityType
@@ -109,7 +126,11 @@ class Lexicon(_Strict):
     currency: list[str] = []
     cues: dict[EntityType, list[str]] = {}
     cue_fillers: list[str] = []
+    # Hesitations and self-corrections speech puts inside a value ("four one five, uh, five
+    # five five"): a value goes on across them, and a name cue still reaches its name.
+    fillers: list[str] = []
     names: Names = Names()
+    agent: AgentWords = AgentWords()
     location_cues: list[NameCue] = []
     lists: dict[str, list[str]] = {}
     fragments: dict[str, str] = {}

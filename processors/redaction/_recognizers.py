@@ -9,6 +9,7 @@ import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
+from voxledger.processors.redaction._gazetteer import first_names
 from voxledger.processors.redaction._lexicon import (
     ENTITY_TYPES,
     FLAGS,
@@ -84,11 +85,30 @@ class SpeechRecognizer(EntityRecognizer):
         self.surnames = {w.lower() for w in lx.names.surnames}
         self.ambiguous = {w.lower() for w in lx.names.ambiguous}
         self.known_names = self.first_names | self.surnames
+        self.common = self._common_words()
+        # Lower-case words that are first names somewhere and no common word of this language.
+        everywhere = first_names() | self.first_names
+        self.gazetteer = everywhere - self.common
+        # Names that are common words too ("remedios", "rosa"): a name only with a surname.
+        self.gazetteer_ambiguous = everywhere & self.ambiguous
         self._build_number_regexes()
         self._build_cue_regexes()
         if self.spaced:
             self._build_name_regexes()
             self._build_email_regex()
+
+    def _common_words(self) -> frozenset[str]:
+        lx = self.lexicon
+        words = [
+            *lx.names.not_names,
+            *lx.names.ambiguous,
+            *lx.number_words(),
+            *lx.cue_fillers,
+            *lx.fillers,
+            *lx.agent.roles,
+            *lx.agent.words,
+        ]
+        return self.stop | {w.lower() for w in words}
 
     # -- regexes built from the word lists ---------------------------------------------------
 
@@ -394,17 +414,33 @@ class SpeechRecognizer(EntityRecognizer):
         known = not places and first.lower() in self.known_names
         if accept == "known" and not (known and (capital or first.lower() not in self.ambiguous)):
             return None
-        if accept == "capitalised_or_known" and not (capital or known):
+        # A lower-case first name after "this is", "soy", "c'est": the gazetteer vouches for it.
+        spoken = not places and not capital and self._spoken_name(words)
+        if accept == "capitalised_or_known" and not (capital or known or spoken):
             return None
         keep = words
         if accept != "any":
-            # After a weak cue, a name goes on only while its words look like name words.
+            # After a weak cue, a name goes on only while its words look like name words
+            # (after a lower-case first name, any word that is not a common one).
             keep = [words[0]]
             for w in words[1:]:
-                if not (w.group(0)[0].isupper() or w.group(0).lower() in self.known_names):
+                word = w.group(0)
+                surname = spoken and word.isalpha() and word.lower() not in self.common
+                if not (word[0].isupper() or word.lower() in self.known_names or surname):
                     break
                 keep.append(w)
         return base + keep[0].start(), base + keep[-1].end()
+
+    def _spoken_name(self, words: list[regex.Match[str]]) -> bool:
+        """Whether lower-case words start with a first name: a gazetteer name, or one that is
+        also a common word followed by a word that can only be a surname."""
+        first = words[0].group(0).lower()
+        if first in self.gazetteer:
+            return True
+        if first not in self.gazetteer_ambiguous or len(words) < 2:
+            return False
+        second = words[1].group(0)
+        return second.isalpha() and second.lower() not in self.common
 
     # -- patterns from the data file ----------------------------------------------------------
 
