@@ -25,7 +25,13 @@ from voxledger.errors import EnvelopeError
 from voxledger.ingest.capture import SESSION_CLOSED
 from voxledger.processors.app import DeadLetterWriter, Throughput, raw_topic
 from voxledger.processors.metrics import HELD
-from voxledger.processors.redaction import Pseudonyms, Redactor, SessionRedactor
+from voxledger.processors.redaction import (
+    NO_ALLOW,
+    AllowList,
+    Pseudonyms,
+    Redactor,
+    SessionRedactor,
+)
 
 AGENT = "redact"
 IDLE_CHECK_S = 1.0
@@ -59,6 +65,10 @@ class RedactAgent:
         self.redactor = redactor
         self.secret = secret
         self.languages = {t.name: t.language for t in settings.tenants}
+        self.allowed = {
+            t.name: AllowList(t.redaction.allow.terms, t.redaction.allow.patterns)
+            for t in settings.tenants
+        }
         self.sessions: dict[str, SessionRedactor] = {}
         self.last_seen: dict[str, float] = {}  # session id → monotonic time of its last input
         self.partitions: dict[str, TP] = {}  # session id → the partition its inputs come from
@@ -137,8 +147,14 @@ class RedactAgent:
     def _session(self, envelope: Envelope) -> SessionRedactor:
         session = self.sessions.get(envelope.session_id)
         if session is None:
-            language = self.languages.get(envelope.tenant or "")
-            session = SessionRedactor(self.redactor, envelope.session_id, self.secret, language)
+            tenant = envelope.tenant or ""
+            session = SessionRedactor(
+                self.redactor,
+                envelope.session_id,
+                self.secret,
+                self.languages.get(tenant),
+                self.allowed.get(tenant, NO_ALLOW),
+            )
             self.sessions[envelope.session_id] = session
         return session
 

@@ -10,7 +10,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+import regex
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voxledger.errors import ConfigError
@@ -89,6 +98,27 @@ class Budgets(_Frozen):
     per_session_usd: Decimal | None = Field(None, gt=0)
 
 
+class RedactionAllow(_Frozen):
+    """Terms and regex patterns that are never PII for a tenant: brands, products, personas."""
+
+    terms: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                regex.compile(pattern)
+            except regex.error as exc:
+                raise ValueError(f"allow pattern {pattern!r} is not a valid regex: {exc}") from None
+        return patterns
+
+
+class TenantRedaction(_Frozen):
+    allow: RedactionAllow = RedactionAllow()
+
+
 class Tenant(_Frozen):
     name: str
     app: str
@@ -98,6 +128,7 @@ class Tenant(_Frozen):
     upstream: Upstream = Upstream()
     budgets: Budgets = Budgets()
     policy_file: Path | None = None  # overrides layered on the default policy for this tenant
+    redaction: TenantRedaction = TenantRedaction()
 
     def accepts(self, client_key: str) -> bool:
         return hmac.compare_digest(hash_client_key(client_key), self.client_key_sha256)

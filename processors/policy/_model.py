@@ -12,6 +12,7 @@ import regex
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from voxledger.processors.policy._grammar import AgentGrammar
 from voxledger.processors.policy.exceptions import PolicyError, PolicyFileError
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -63,7 +64,7 @@ class Rule(_Strict):
 
 class AiDisclosureRule(Rule):
     within_assistant_turns: int = Field(1, ge=1)
-    phrases: PhraseSet
+    phrases: PhraseSet = {}
     instruction_phrases: PhraseSet = {}
 
     _check = field_validator("phrases", "instruction_phrases")(_check_patterns)
@@ -80,7 +81,7 @@ class AiDisclosureRule(Rule):
 class NoHumanClaimRule(Rule):
     severity: Severity = "critical"
     questions: PhraseSet
-    human_claims: PhraseSet
+    human_claims: PhraseSet = {}
 
     _check = field_validator("questions", "human_claims")(_check_patterns)
 
@@ -198,6 +199,7 @@ class Policy(_Strict):
 
     policy_version: str = Field(min_length=1)
     language_words: dict[Literal["en", "es", "fr", "de"], list[str]] = {}
+    agent_grammar: dict[Literal["en", "es", "fr", "de", "ja"], AgentGrammar] = {}
     rules: Rules
     source: str = "default"  # where it came from (file paths), for reports
 
@@ -212,6 +214,18 @@ class Policy(_Strict):
     @property
     def rule_ids(self) -> list[str]:
         return list(Rules.model_fields)
+
+    @cached_property
+    def disclosure_patterns(self) -> list[tuple[str, regex.Pattern[str]]]:
+        """(language, pattern) of every way to disclose: the grammar's, then the rule's own."""
+        built = [(lang, p) for lang, g in self.agent_grammar.items() for p in g.disclosures()]
+        return built + self.rules.ai_disclosure.compiled
+
+    @cached_property
+    def human_claim_patterns(self) -> list[tuple[str, regex.Pattern[str]]]:
+        """(language, pattern) of every way to claim to be human."""
+        built = [(lang, p) for lang, g in self.agent_grammar.items() for p in g.human_claims()]
+        return built + self.rules.no_human_claim.compiled_claims
 
 
 DEFAULT_POLICY_FILE = "default.yaml"

@@ -309,7 +309,7 @@ class SessionPolicy:
         self._check_refund_speech(turn)
 
     def _disclosure_match(self, turn: _Turn) -> tuple[str, regex.Match[str]] | None:
-        for lang, pattern in self.policy.rules.ai_disclosure.compiled:
+        for lang, pattern in self.policy.disclosure_patterns:
             m = pattern.search(turn.norm)
             if m:
                 return lang, m
@@ -353,7 +353,7 @@ class SessionPolicy:
         question, self._question = self._question, None
         if not rule.enabled or question is None:
             return
-        for _, pattern in rule.compiled_claims:
+        for _, pattern in self.policy.human_claim_patterns:
             m = pattern.search(turn.norm)
             if m:
                 self._find(

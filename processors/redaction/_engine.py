@@ -101,7 +101,7 @@ _CUTS = (
 
 
 # Types that name someone or somewhere: the ones agent speech and allowed terms can fool.
-_NAME_TYPES = frozenset({"PERSON", "LOCATION"})
+NAME_TYPES = frozenset({"PERSON", "LOCATION"})
 _WORD_SPAN = regex.compile(r"[^\s,;:!?\"“”‘’()]+")
 # A recognizer's hit, before overlapping hits are merged: (start, end, type, score, name).
 Hit = tuple[int, int, str, float, str]
@@ -467,14 +467,14 @@ class Redactor:
         """Hits with what is not a caller's PII taken out: allowed terms; and, for names, the
         agent's role words, brand and persona, and the common words at a name's edges."""
         allowed = context.allow.spans(text) if context.allow else []
-        names = [h for h in hits if h[2] in _NAME_TYPES]
+        names = [h for h in hits if h[2] in NAME_TYPES]
         agent = self.agents[language].spans(text, context.speaker) if names else None
         not_names = [*allowed, *agent.vocabulary, *agent.slots] if agent else allowed
         kept = []
         for hit in hits:
             if allowed and _covered_by(text, hit[0], hit[1], allowed):
                 continue
-            if hit[2] in _NAME_TYPES:
+            if hit[2] in NAME_TYPES and hit[4] != "spelled_code":  # "a l e x": "a" is a letter
                 span = self._name_part(text, hit[0], hit[1], language, not_names)
                 if span is None:
                     continue

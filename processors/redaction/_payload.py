@@ -81,6 +81,37 @@ def text_fields(event_type: str, payload: dict[str, Any]) -> list[tuple[Path, Ki
     return found
 
 
+_ASSISTANT_PREFIXES = (
+    "response.output_audio_transcript.",
+    "response.audio_transcript.",
+    "response.output_text.",
+    "response.text.",
+)
+
+
+def speaker(event_type: str, payload: dict[str, Any], path: Path) -> str | None:
+    """Who says the text at `path`: "user", "assistant", or None when the event cannot tell."""
+    if event_type.startswith(_ASSISTANT_PREFIXES):
+        return "assistant"
+    if event_type.startswith("conversation.item.input_audio_transcription."):
+        return "user"
+    if path[:2] in (("response", "output"),):
+        return "assistant"
+    if path[:1] == ("item",) and isinstance(payload.get("item"), dict):
+        role = payload["item"].get("role")
+        return role if role in ("user", "assistant") else None
+    return None
+
+
+def instructions(payload: dict[str, Any]) -> str | None:
+    """The operator's instructions a session or response event carries, if any."""
+    for path in (("session", "instructions"), ("response", "instructions")):
+        value = get_path(payload, path)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
 def _item_fields(payload: dict[str, Any], at: Path) -> list[tuple[Path, Kind]]:
     item = get_path(payload, at)
     found: list[tuple[Path, Kind]] = []

@@ -198,7 +198,10 @@ class SpeechRecognizer(EntityRecognizer):
             | {"email", "e-mail", "mail", "address", "correo", "courriel", "adresse", "mél"}
         )
         word = rf"(?!{not_local}\b)[\p{{L}}\d][\p{{L}}\d'’+]*"
-        local = rf"{word}(?:(?:[\s]*(?:{sym}|[._\-])[\s]*|[\s]+){word}){{0,7}}"
+        # A spelled letter may be a stop word ("a l e x"): it starts a local part when another
+        # spelled letter follows.
+        spelled = r"[\p{L}\d](?=[\s]+[\p{L}\d](?:[\s]|$))"
+        local = rf"(?:{spelled}|{word})(?:(?:[\s]*(?:{sym}|[._\-])[\s]*|[\s]+){word}){{0,15}}"
         label = r"[\p{L}\d][\p{L}\d\-]*(?:[\s]+[\p{L}\d]\b){0,6}"
         dot_sep = rf"(?:[\s]*\.[\s]*|[\s]+{dot}[\s]+)"
         domain = rf"{label}(?:{dot_sep}{label}){{0,3}}{dot_sep}{alternation(self.email_tlds)}\b"

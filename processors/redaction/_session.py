@@ -8,8 +8,11 @@ from typing import Any
 
 from voxledger.envelope import Envelope, elide_audio
 from voxledger.ingest.capture import SESSION_CLOSED
+from voxledger.processors.redaction._agent import NO_ALLOW, AllowList
 from voxledger.processors.redaction._engine import (
     DEFAULT_LANGUAGE,
+    NAME_TYPES,
+    Context,
     Finding,
     RedactedText,
     Redactor,
@@ -18,10 +21,12 @@ from voxledger.processors.redaction._payload import (
     FINALS,
     STREAMS,
     Path,
+    instructions,
     not_text,
     path_name,
     session_language,
     set_path,
+    speaker,
     stream_key,
     strip_logprobs,
     summarise_binary,
@@ -77,12 +82,15 @@ class SessionRedactor:
         session_id: str,
         secret: bytes,
         language: str | None = None,
+        allow: AllowList = NO_ALLOW,
     ) -> None:
         if language is not None and language not in redactor.lexicons:
             raise RedactionError(f"language {language!r} is not loaded")
         self.redactor = redactor
         self.session_id = session_id
         self.language = language
+        # The tenant's terms, and the names in the session's instructions (the operator's).
+        self.allow = allow
         self.pseudonyms = Pseudonyms(session_id, secret)
         self._hint: str | None = None  # from the session's transcription config
         self._detected: str | None = None  # the last language a text gave away
@@ -102,6 +110,7 @@ class SessionRedactor:
         if problem:  # a clear reason, not a RecursionError from deepcopy or spaCy's encoding
             raise RedactionError(f"payload cannot be redacted: {problem}")
         self._learn_language(payload)
+        self._learn_allowed(payload)
         if event_type in STREAMS and isinstance(payload.get("delta"), str):
             self._hold(envelope)
             return []
@@ -136,6 +145,7 @@ class SessionRedactor:
             "session_id": self.session_id,
             "language": self.language,
             "hint": self._hint,
+            "allow": {"terms": sorted(self.allow.terms), "patterns": list(self.allow.patterns)},
             "detected": self._detected,
             "pseudonyms": self.pseudonyms.to_dict(),
             "streams": {key: s.to_dict() for key, s in self._streams.items()},
@@ -149,6 +159,8 @@ class SessionRedactor:
             raise RedactionError(f"unknown session state version {state.get('version')!r}")
         session = cls(redactor, state["session_id"], secret, state.get("language"))
         session._hint = state.get("hint")
+        allow = state.get("allow") or {}
+        session.allow = AllowList(allow.get("terms", ()), allow.get("patterns", ()))
         session._detected = state.get("detected")
         session.pseudonyms = Pseudonyms.from_dict(state["pseudonyms"], secret)
         session._streams = {k: _Stream.from_dict(v) for k, v in state["streams"].items()}
@@ -170,6 +182,15 @@ class SessionRedactor:
             self._detected = guess
             return guess
         return self._hint or self._detected or DEFAULT_LANGUAGE
+
+    def _learn_allowed(self, payload: dict[str, Any]) -> None:
+        """Names the operator's instructions use (brand, persona, products) are not PII."""
+        text = instructions(payload)
+        if text is None:
+            return
+        found = self.redactor.spans(text, self.language_for(text), "text")
+        names = [text[sp.start : sp.end] for sp in found if sp.type in NAME_TYPES]
+        self.allow = self.allow.with_terms(names)
 
     # -- streamed deltas ----------------------------------------------------------------------
 
@@ -195,7 +216,8 @@ class SessionRedactor:
         text = assembled if final is None else final
         kind = STREAMS[stream.delta_type][2]
         language = self.language_for(text)
-        spans = self.redactor.spans(text, language, kind)
+        who = speaker(stream.delta_type, stream.envelopes[0].payload, ("delta",))
+        spans = self.redactor.spans(text, language, kind, Context(who, self.allow))
         if text == assembled:
             rendered = self.redactor.render_pieces(pieces, spans, self.pseudonyms)
         else:
@@ -229,7 +251,8 @@ class SessionRedactor:
         values = [_value(payload, path) for path, _ in fields]
         languages = [self.language_for(v) for v in values]
         found = self.redactor.spans_many(
-            [(v, lang, kind) for v, lang, (_, kind) in zip(values, languages, fields, strict=True)]
+            [(v, lang, kind) for v, lang, (_, kind) in zip(values, languages, fields, strict=True)],
+            [Context(speaker(envelope.type, payload, path), self.allow) for path, _ in fields],
         )
         findings: list[dict[str, Any]] = []
         for (path, _), value, spans, lang in zip(fields, values, found, languages, strict=True):

@@ -186,7 +186,9 @@ def test_default_policy_loads_with_every_rule() -> None:
         "tracing_required",
         "eu_residency",
     ]
-    assert set(policy.rules.ai_disclosure.phrases) == {"en", "es", "fr", "de", "ja"}
+    every_language = {"en", "es", "fr", "de", "ja"}
+    assert {lang for lang, _ in policy.disclosure_patterns} == every_language
+    assert {lang for lang, _ in policy.human_claim_patterns} == every_language
     assert policy.rules.refund_limit.limit == 50
 
 

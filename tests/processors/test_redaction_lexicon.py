@@ -12,7 +12,10 @@ def test_public_api_is_pinned() -> None:
     assert set(redaction.__all__) == {
         "ENTITY_TYPES",
         "LANGUAGES",
+        "NO_ALLOW",
         "REDACTOR_VERSION",
+        "AllowList",
+        "Context",
         "Finding",
         "LexiconError",
         "Pseudonyms",
