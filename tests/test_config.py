@@ -39,6 +39,7 @@ def test_demo_tenants_from_example_config(demo_env: Path) -> None:
     assert (eu.name, eu.region) == ("acme-eu", "eu")
     assert settings.tenant_for_key("vx-demo-xx") is None
     assert us.upstream_url() == "wss://api.openai.com/v1"
+    assert "Espresso 900" in us.redaction.allow.terms  # brand and product are never PII
     assert eu.upstream_url() == "wss://eu.api.openai.com/v1"
 
 
@@ -99,6 +100,11 @@ def test_missing_key_env_is_a_clear_error(demo_env: Path, monkeypatch: pytest.Mo
             "tenants.0.region",
         ),
         ("surprise = 1\n", "surprise: Extra inputs are not permitted"),
+        (
+            "[[tenants]]\nname = 'x'\napp = 'a'\nregion = 'us'\nclient_key_sha256 = '00'\n"
+            "[tenants.redaction.allow]\npatterns = ['Acme (']\n",
+            "allow pattern 'Acme (' is not a valid regex",
+        ),
     ],
 )
 def test_bad_config_file_is_a_clear_cli_error(

@@ -40,9 +40,10 @@ from selenium.webdriver.support import expected_conditions as ec
 
 from voxledger.config import Settings
 from voxledger.dashboard.auth import ACCESS
-from voxledger.demo import DEMO_LOGINS
+from voxledger.demo import DEMO_LOGINS, scripted_outcomes
 from voxledger.processors.cost import cost_log
 from voxledger.processors.policy import check_log, load_policy
+from voxledger.warehouse.db import connect
 from voxledger.warehouse.reconcile import read_to_end
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,6 +140,7 @@ def test_demo_lands_every_session_and_reconciles(
     try:
         output = demo.wait_until_serving()
         assert f"warehouse: {SESSIONS} sessions" in output
+        assert f"scripted calls: {SESSIONS} of {SESSIONS} got the verdict" in output
         served_demo_checks(pipeline_settings, f"http://127.0.0.1:{ports['dashboard']}", tmp_path)
     finally:
         code = demo.stop()
@@ -182,13 +184,14 @@ def served_demo_checks(pipeline_settings: Settings, dashboard: str, tmp_path: Pa
     (long_call,) = sql("SELECT count(*) AS n FROM responses WHERE truncation_inferred")
     assert long_call["n"] >= 1
 
-    # The running agents agree with the offline commands on the same redacted envelopes:
-    # every rule's outcome through the pipeline is what `policy check` and `cost` give.
-    redacted = tmp_path / "redacted.jsonl"
-    redacted.write_bytes(
-        b"\n".join(read_to_end(pipeline_settings, pipeline_settings.topics.redacted.name))
-    )
-    offline = {s.verdict.session_id: s for s in check_log(redacted, load_policy()).sessions}
+    # A verdict does not depend on redaction: what the agents decided from the redacted topic
+    # is what `policy check` decides offline from the raw events, rule by rule; and each
+    # scripted call got the outcome its scenario declares. `cost` agrees on the redacted ones.
+    redacted, raw = tmp_path / "redacted.jsonl", tmp_path / "raw.jsonl"
+    topics = pipeline_settings.topics
+    redacted.write_bytes(b"\n".join(read_to_end(pipeline_settings, topics.redacted.name)))
+    raw.write_bytes(b"\n".join(read_to_end(pipeline_settings, topics.raw.name)))
+    offline = {s.verdict.session_id: s for s in check_log(raw, load_policy()).sessions}
     verdicts = {v["session_id"]: v for v in sql("SELECT session_id, verdict FROM verdicts")}
     rules = sql("SELECT session_id, list(DISTINCT rule_id) AS rules FROM findings GROUP BY 1")
     rules_by_session = {r["session_id"]: set(r["rules"]) for r in rules}
@@ -197,6 +200,10 @@ def served_demo_checks(pipeline_settings: Settings, dashboard: str, tmp_path: Pa
         assert verdicts[session_id]["verdict"] == result.verdict.verdict, session_id
         expected = {f.rule_id for f in result.findings}
         assert rules_by_session.get(session_id, set()) == expected, session_id
+    with connect(pipeline_settings, read_only=True) as db:
+        scripted = scripted_outcomes(db)
+    assert len(scripted) == SESSIONS
+    assert [s for s in scripted if s.got != s.declared] == []
     costs = {
         r["session_id"]: r["cost_usd"] for r in sql("SELECT session_id, cost_usd FROM sessions")
     }

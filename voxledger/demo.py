@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -26,6 +28,11 @@ from voxledger.config import Settings
 from voxledger.errors import VoxLedgerError
 from voxledger.kafka import client_config
 from voxledger.topics import ensure_topics
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from voxledger.ingest.simulator.scenarios import Outcome
 
 READY_TIMEOUT_S = 60.0
 CATCH_UP_TIMEOUT_S = 300.0
@@ -55,6 +62,8 @@ class Stack:
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     redacted: int = 0  # redacted envelopes the processors produced: what the sink must land
+    # This run's calls are what landed since: the warehouse keeps earlier runs beside them.
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def start(self, name: str, *args: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -195,17 +204,19 @@ def _report(settings: Settings, stack: Stack) -> None:
 
 def _wait_for_warehouse(settings: Settings, stack: Stack) -> None:
     """Wait until the sink landed every redacted envelope and every session has its verdict."""
-    from voxledger.warehouse.db import connect
+    import duckdb
 
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    events = 0
     with click.progressbar(length=max(stack.redacted, 1), label="warehouse ") as bar:
         while True:
             stack.check("sink")
-            with connect(settings, read_only=True) as db:
-                events, open_sessions = db.execute(
-                    "SELECT (SELECT count(*) FROM events),"
-                    " (SELECT count(*) FROM sessions WHERE verdict IS NULL)"
-                ).fetchone()
+            try:
+                events, open_sessions = _landed(settings, stack.since)
+            except duckdb.IOException as exc:
+                if "No such file" not in str(exc):
+                    raise
+                open_sessions = 1  # the sink replaced a file as we read it: poll again
             bar.update(min(events, bar.length) - bar.pos)
             if events >= stack.redacted and not open_sessions:
                 break
@@ -215,29 +226,94 @@ def _wait_for_warehouse(settings: Settings, stack: Stack) -> None:
                     f"{CATCH_UP_TIMEOUT_S:.0f} s; see {stack.log_dir}/sink.log"
                 )
             time.sleep(0.5)
-    _summarise(settings)
+    _summarise(settings, stack.since)
 
 
-def _summarise(settings: Settings) -> None:
+def _landed(settings: Settings, since: datetime) -> tuple[int, int]:
+    """(events of this run in the warehouse, this run's sessions still without a verdict)."""
+    from voxledger.warehouse.db import connect
+
+    with connect(settings, read_only=True) as db:
+        return db.execute(
+            "SELECT (SELECT count(*) FROM events WHERE observed_at >= $since),"
+            " (SELECT count(*) FROM sessions WHERE started_at >= $since AND verdict IS NULL)",
+            {"since": since},
+        ).fetchone()
+
+
+def _summarise(settings: Settings, since: datetime) -> None:
     """What a user would ask first: how many calls, how did they do, what did they cost."""
     from voxledger.warehouse.db import connect
 
     with connect(settings, read_only=True) as db:
+        run = "WITH run AS (SELECT * FROM sessions WHERE started_at >= $since) "
         sessions, passed, failed, review, spend = db.execute(
-            "SELECT count(*), count(*) FILTER (verdict = 'pass'),"
+            run + "SELECT count(*), count(*) FILTER (verdict = 'pass'),"
             " count(*) FILTER (verdict = 'fail'), count(*) FILTER (verdict = 'needs_review'),"
-            " coalesce(sum(cost_usd), 0) FROM sessions"
+            " coalesce(sum(cost_usd), 0) FROM run",
+            {"since": since},
         ).fetchone()
         rules = db.execute(
-            "SELECT rule_id, count(*) FROM findings GROUP BY rule_id ORDER BY 2 DESC, 1"
+            run + "SELECT rule_id, count(*) FROM findings"
+            " WHERE session_id IN (SELECT session_id FROM run)"
+            " GROUP BY rule_id ORDER BY 2 DESC, 1",
+            {"since": since},
         ).fetchall()
+        scripted = scripted_outcomes(db, since)
     click.echo(
         f"\nwarehouse: {sessions} sessions · {passed} pass, {failed} fail, {review} to review"
         f" · spend ${spend:,.4f}"
     )
     if rules:
         click.echo("findings: " + ", ".join(f"{rule} {count}" for rule, count in rules))
+    wrong = [s for s in scripted if s.got != s.declared]
+    click.echo(
+        f"scripted calls: {len(scripted) - len(wrong)} of {len(scripted)} got the verdict and"
+        " findings their script declares"
+    )
+    for s in wrong:
+        click.echo(
+            f"  {s.scenario} ({s.session_id}): {s.got.verdict} {s.got.findings},"
+            f" declared {s.declared.verdict} {s.declared.findings}"
+        )
     click.echo('try: voxledger sql "SELECT * FROM sessions LIMIT 5"')
+
+
+@dataclass(frozen=True)
+class ScriptedOutcome:
+    session_id: str
+    scenario: str
+    got: Outcome  # what the pipeline decided
+    declared: Outcome  # what the scenario's `expect` says, for the tenant's region
+
+
+def scripted_outcomes(
+    db: duckdb.DuckDBPyConnection, since: datetime | None = None
+) -> list[ScriptedOutcome]:
+    """Each warehouse session a shipped scenario placed (since `since`, when given), beside
+    the outcome it declares."""
+    from voxledger.ingest.simulator.scenarios import Outcome, load_scenario, scenario_names
+
+    rows = db.execute(
+        "SELECT s.session_id, o.payload->'query'->>'scenario', s.region, s.verdict,"
+        " (SELECT coalesce(list(f.rule_id ORDER BY f.rule_id), []) FROM findings f"
+        "  WHERE f.session_id = s.session_id)"
+        " FROM sessions s JOIN events o ON o.session_id = s.session_id"
+        " AND o.type = 'voxledger.session.opened'"
+        " WHERE s.started_at >= coalesce($since, '-infinity'::TIMESTAMPTZ) ORDER BY 2, 1",
+        {"since": since},
+    ).fetchall()
+    shipped = set(scenario_names())
+    return [
+        ScriptedOutcome(
+            session_id,
+            scenario,
+            Outcome(verdict=verdict, findings=list(findings)),
+            expect.for_region(region),
+        )
+        for session_id, scenario, region, verdict, findings in rows
+        if scenario in shipped and (expect := load_scenario(scenario).expect) and verdict
+    ]
 
 
 def _serve_dashboard(settings: Settings, stack: Stack, ports: Ports) -> None:

@@ -164,6 +164,34 @@ class RetentionRatio(_Strict):
     token_limits: TokenLimits | None = None
 
 
+Verdict = Literal["pass", "fail", "needs_review"]
+
+
+class Outcome(_Strict):
+    """What the default policy decides about a call: its verdict and the rule of each finding."""
+
+    verdict: Verdict
+    findings: list[str] = Field(default_factory=list)  # rule ids, sorted, repeats kept
+
+    @model_validator(mode="after")
+    def _sorted(self) -> Outcome:
+        if self.findings != sorted(self.findings):
+            raise ValueError("list findings sorted, so a mismatch reads at a glance")
+        return self
+
+
+class Expectation(Outcome):
+    """The outcome the script is written to produce; `in_eu` when an EU tenant places the call
+    through a non-EU host (residency is a property of the tenant, not of the script)."""
+
+    in_eu: Outcome | None = None
+
+    def for_region(self, region: str | None) -> Outcome:
+        if region == "eu" and self.in_eu is not None:
+            return self.in_eu
+        return Outcome(verdict=self.verdict, findings=self.findings)
+
+
 class Scenario(_Strict):
     """A whole scripted call: session settings plus the turns both sides play, in order."""
 
@@ -182,6 +210,7 @@ class Scenario(_Strict):
     context_window: int | None = Field(default=None, ge=2000)
     labels: dict[str, str] = Field(default_factory=dict)
     turns: list[Turn] = Field(min_length=1)
+    expect: Expectation | None = None  # shipped scenarios all declare it
 
     @model_validator(mode="before")
     @classmethod

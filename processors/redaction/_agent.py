@@ -137,10 +137,13 @@ class AgentSpeech:
         ]
         # "Marlowe Insurance, this is Theo", "Óptica Marisol, buenos días, soy Sofía": the
         # operator's name opens the call; "Quillon support here": the brand before its team.
+        # "Librairie Morel bonjour, c'est Margot", "Oakhaven Hotels automated reservations".
+        salute = alternation(agent.salutations)
         self._opening = regex.compile(
-            rf"(?:^|(?<=[.!?]\s))(?P<slot>{name_re})(?:[\s]*,[\s]*(?:\p{{L}}+[\s]+){{0,2}}?"
+            rf"(?:^|(?<=[.!?]\s))(?P<slot>{name_re})(?:(?:[\s]*,[\s]*|[\s]+(?=(?i:{salute})\b))"
+            rf"(?:[\p{{L}}'’]+[\s,]+){{0,3}}?"
             rf"(?i:{alternation([*agent.self_cues, *agent.greetings])})\b"
-            rf"|[\s]+(?i:{alternation(agent.teams)})\b)",
+            rf"|[\s]+(?:(?i:{mods})[\s]+)?(?i:{alternation(agent.teams)})\b)",
             caseless,
         )
         # "Brisa 300", "Tornade S2", "the Aurora app", "l'application Vernier Mobile":
@@ -153,7 +156,9 @@ class AgentSpeech:
         )
         self._persona = regex.compile(
             rf"(?i:\b{alternation(agent.self_cues)})[\s,]+"
-            rf"(?:(?i:{alternation(lexicon.fillers)})[\s,]+)*(?P<slot>{name_re})(?!['’]s)",
+            rf"(?:(?i:{alternation(lexicon.fillers)})[\s,]+)*(?P<slot>{name_re})(?!['’]s)"
+            # "you're talking with our bot, Echo": the name it gives its role
+            rf"|(?i:\b{det})(?:{elided})(?i:{role_phrase})[\s]*,[\s]*(?P<slot>{name_re})",
             caseless,
         )
 
@@ -167,11 +172,13 @@ class AgentSpeech:
                 slots += [m.span(g) for g in ("brand", "persona") if m.group(g)]
             return AgentSpans(vocabulary, tuple(slots))
         if self._greeting is not None:
-            for pattern in (self._greeting, self._opening, self._product):
+            for pattern in (self._greeting, self._product):
                 slots += [m.span("slot") for m in pattern.finditer(text)]
         if vocabulary:  # without a role word no phrase here presents an agent
             for pattern in self._slots:
                 slots += [m.span("slot") for m in pattern.finditer(text, overlapped=True)]
         if speaker == "assistant" and self._persona is not None:
-            slots += [m.span("slot") for m in self._persona.finditer(text)]
+            # Only the agent opens a call with its brand or names its persona.
+            for pattern in (self._opening, self._persona):
+                slots += [m.span("slot") for m in pattern.finditer(text)]
         return AgentSpans(vocabulary, tuple(slots))

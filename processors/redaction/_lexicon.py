@@ -72,7 +72,9 @@ class SpokenSymbols(_Strict):
 class NameCue(_Strict):
     """Phrases after which a person's name follows; `accept` says how sure the cue is."""
 
-    accept: Literal["any", "capitalised_or_known", "known"]
+    # any: whatever follows; capitalised_or_known; known: a listed name; place (location
+    # cues only): a known city or country, in any case ("from houston", "in Leipzig").
+    accept: Literal["any", "capitalised_or_known", "known", "place"]
     phrases: list[str] = Field(min_length=1)
 
 
@@ -98,6 +100,7 @@ class AgentWords(_Strict):
     determiners: list[str] = []  # your, the, a … before a role: "Juniper, your assistant"
     links: list[str] = []  # words from a role to its brand: "assistant for", "asistente de"
     greetings: list[str] = []  # a brand follows: "thanks for calling", "bienvenue chez"
+    salutations: list[str] = []  # may follow the brand that opens a call: "Acme, good morning"
     self_cues: list[str] = []  # in the agent's own speech, the name after is its persona
     teams: list[str] = []  # a brand goes before them: "Quillon support", "Acme reservations"
     products: list[str] = []  # a product's name stands beside them: "the Aurora app"

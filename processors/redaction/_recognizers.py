@@ -9,7 +9,13 @@ import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from voxledger.processors.redaction._gazetteer import first_names
+from voxledger.processors.redaction._gazetteer import (
+    common_word,
+    everyday_word,
+    first_names,
+    place_names,
+    rare_word,
+)
 from voxledger.processors.redaction._lexicon import (
     ENTITY_TYPES,
     FLAGS,
@@ -91,6 +97,7 @@ class SpeechRecognizer(EntityRecognizer):
         self.gazetteer = everywhere - self.common
         # Names that are common words too ("remedios", "rosa"): a name only with a surname.
         self.gazetteer_ambiguous = everywhere & self.ambiguous
+        self.places = place_names()
         self._build_number_regexes()
         self._build_cue_regexes()
         if self.spaced:
@@ -195,6 +202,7 @@ class SpeechRecognizer(EntityRecognizer):
         not_local = alternation(
             self.stop
             | {w.lower() for w in sp.at}
+            | {w.lower() for w in self.lexicon.cue_fillers}  # "die E-Mail lautet s punkt …"
             | {"email", "e-mail", "mail", "address", "correo", "courriel", "adresse", "mél"}
         )
         word = rf"(?!{not_local}\b)[\p{{L}}\d][\p{{L}}\d'’+]*"
@@ -414,6 +422,9 @@ class SpeechRecognizer(EntityRecognizer):
         base = m.start("name")
         first = words[0].group(0)
         capital = first[0].isupper() and not text.isupper()
+        if places and (accept == "place" or (not capital and accept != "any")):
+            place = self._spoken_place(words)  # "calling from houston"
+            return (base + words[0].start(), base + words[place - 1].end()) if place else None
         known = not places and first.lower() in self.known_names
         if accept == "known" and not (known and (capital or first.lower() not in self.ambiguous)):
             return None
@@ -428,22 +439,54 @@ class SpeechRecognizer(EntityRecognizer):
             keep = [words[0]]
             for w in words[1:]:
                 word = w.group(0)
-                surname = spoken and word.isalpha() and word.lower() not in self.common
-                if not (word[0].isupper() or word.lower() in self.known_names or surname):
+                surname = spoken and self._surname_like(word)
+                initial = spoken and len(word) == 1 and word.isalpha()  # "diego a castellanos"
+                if not (
+                    word[0].isupper() or word.lower() in self.known_names or surname or initial
+                ):
                     break
                 keep.append(w)
+            while len(keep) > 1 and len(keep[-1].group(0)) == 1:
+                keep.pop()  # an initial ends no name
         return base + keep[0].start(), base + keep[-1].end()
+
+    def _spoken_place(self, words: list[regex.Match[str]]) -> int:
+        """How many of the words name a known city or country (0: none); a one-word place
+        must not also be a common word ("reading", "split", "nice")."""
+        bare = [w.group(0).strip(",.;:!?").lower() for w in words]
+        for n in range(len(bare), 0, -1):
+            name = " ".join(bare[:n])
+            if name in self.places and (n > 1 or not self._common_word(name)):
+                return n
+        return 0
+
+    def _common_word(self, word: str) -> bool:
+        # `ambiguous` lists names that are also places ("paris", "houston"): not words here.
+        listed = word in self.common and word not in self.ambiguous
+        return listed or common_word(word, self.lexicon.language)
 
     def _spoken_name(self, words: list[regex.Match[str]]) -> bool:
         """Whether lower-case words start with a first name: a gazetteer name, or one that is
         also a common word followed by a word that can only be a surname."""
         first = words[0].group(0).lower()
-        if first in self.gazetteer:
+        if first in self.gazetteer and not everyday_word(first, self.lexicon.language):
             return True
-        if first not in self.gazetteer_ambiguous or len(words) < 2:
-            return False
-        second = words[1].group(0)
-        return second.isalpha() and second.lower() not in self.common
+        if first in self.gazetteer_ambiguous or first in self.gazetteer:
+            return len(words) > 1 and self._surname_like(words[1].group(0))
+        # A name no list knows ("nkechi adebayo"): words too rare to be ordinary words.
+        rest = words[1:2]
+        return self._rare(first) and all(self._rare(w.group(0).lower()) for w in rest)
+
+    def _surname_like(self, word: str) -> bool:
+        lower = word.lower()
+        return (
+            word.isalpha()
+            and lower not in self.common
+            and not everyday_word(lower, self.lexicon.language)
+        )
+
+    def _rare(self, word: str) -> bool:
+        return len(word) > 2 and self._surname_like(word) and rare_word(word, self.lexicon.language)
 
     # -- patterns from the data file ----------------------------------------------------------
 

@@ -46,7 +46,7 @@ def test_the_set_is_large_varied_and_well_formed() -> None:
 # speech_dev (disfluent, lower-case, agent-heavy speech) is issue 15's set, not yet at target:
 # it must not fall below what the redactor measured when it was added.
 UNFINISHED = "speech_dev.jsonl"
-SPEECH_DEV_FLOOR = {"recall": 0.82, "clean_altered": 0.065, "agent_altered": 0.093}
+SPEECH_DEV_FLOOR = {"recall": 0.85, "clean_altered": 0.01, "agent_altered": 0.014}
 
 
 def test_the_redactor_meets_its_targets_on_every_finished_set(redactor: Redactor) -> None:

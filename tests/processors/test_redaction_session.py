@@ -12,6 +12,7 @@ import pytest
 from voxledger.envelope import Envelope
 from voxledger.processors.redaction import (
     REDACTOR_VERSION,
+    AllowList,
     RedactionError,
     Redactor,
     SessionRedactor,
@@ -576,3 +577,70 @@ def test_session_language_comes_from_the_transcription_config(redactor: Redactor
     )
     assert session.language_for("07") == "de"
     assert session.language_for("Je m'appelle Marie et je voudrais une réservation") == "fr"
+
+
+# -- what is never a caller's PII ---------------------------------------------------------------
+
+
+def assistant_says(seq: int, text: str) -> Envelope:
+    return envelope(
+        seq,
+        "response.output_audio_transcript.done",
+        response_id="r1",
+        item_id=f"i{seq}",
+        output_index=0,
+        content_index=0,
+        transcript=text,
+    )
+
+
+def caller_says(seq: int, text: str) -> Envelope:
+    return envelope(
+        seq,
+        "conversation.item.input_audio_transcription.completed",
+        item_id=f"i{seq}",
+        content_index=0,
+        transcript=text,
+    )
+
+
+def test_a_tenants_allowed_terms_stay_while_the_callers_name_goes(redactor: Redactor) -> None:
+    session = SessionRedactor(
+        redactor, SESSION, SECRET, "en", allow=AllowList(["Northwind", "Barista 900"])
+    )
+    said = "I bought the Barista 900 from Northwind. My name is Maria Garcia."
+    (out,) = session.process(caller_says(1, said))
+    text = out.payload["transcript"]
+    assert "the Barista 900 from Northwind." in text
+    assert "Maria" not in text and "Garcia" not in text
+
+
+def test_names_in_the_sessions_instructions_are_the_operators(redactor: Redactor) -> None:
+    update = envelope(
+        1,
+        "session.update",
+        direction="client",
+        session={"instructions": "You are Juniper, the booking assistant of Halvorsen Travel."},
+    )
+    greeting = "Hello, Juniper speaking for Halvorsen Travel. How can I help?"
+    out = run(redactor, [update, assistant_says(2, greeting), caller_says(3, "I'm Dana Whitlock")])
+    assert out[1].payload["transcript"] == greeting
+    assert "Whitlock" not in out[2].payload["transcript"]
+
+
+@pytest.mark.parametrize(
+    ("language", "greeting"),
+    [
+        ("en", "Hi, I'm Acme's AI assistant. How can I help you today?"),
+        ("en", "Thanks for calling Northwind, this is the automated booking agent."),
+        ("es", "Le atiende el asistente virtual de Contoso, ¿en qué puedo ayudarle?"),
+        ("fr", "Bonjour, vous êtes en ligne avec l'agent virtuel de Fabrikam."),
+        ("de", "Hallo, hier spricht der digitale KI-Assistent von Contoso."),
+    ],
+)
+def test_the_agents_self_introduction_is_not_redacted(
+    redactor: Redactor, language: str, greeting: str
+) -> None:
+    session = SessionRedactor(redactor, SESSION, SECRET, language)
+    (out,) = session.process(assistant_says(1, greeting))
+    assert out.payload["transcript"] == greeting
