@@ -155,3 +155,50 @@ def eval_pii_command(
                 click.echo(f"- redacted in {line_id}, not PII: {words!r}")
         if check and not report.meets_targets():
             sys.exit(1)
+
+
+@eval_group.command("disclosure")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--misses", is_flag=True, help="Also list every line judged wrong.")
+@click.option("--check", is_flag=True, help="Exit 1 when the target is missed.")
+@click.pass_context
+def eval_disclosure_command(
+    ctx: click.Context, files: tuple[Path, ...], misses: bool, check: bool
+) -> None:
+    """How often the default policy tells an AI disclosure, a human claim and neither apart,
+    on labeled assistant lines, as said and once redacted.
+
+    FILES are `LANG LABEL | text` files [default: tests/data/policy/disclosure_*.txt].
+    """
+    from voxledger.processors.policy import PolicyError, load_policy
+    from voxledger.processors.policy.evaluation import (
+        TARGET,
+        default_disclosure_files,
+        evaluate_disclosure,
+        load_disclosure_lines,
+        redact_lines,
+    )
+
+    paths = list(files) or default_disclosure_files()
+    if not paths:
+        raise click.ClickException("no labeled set found: pass FILE (see tests/data/policy)")
+    policy, redactor = load_policy(), _redactor(ctx)
+    failed = False
+    for path in paths:
+        try:
+            lines = load_disclosure_lines(path)
+        except PolicyError as exc:
+            raise click.ClickException(str(exc)) from None
+        report = evaluate_disclosure(lines, policy, redact_lines(lines, redactor))
+        click.echo(f"## {path.name}: {report.lines} assistant lines\n")
+        click.echo(report.markdown())
+        met = report.meets_target()
+        click.echo(
+            f"\ntarget (≥ {TARGET:.2f} right, raw and redacted alike): {'yes' if met else 'NO'}\n"
+        )
+        if misses:
+            for line_id, label, got, text in report.misses:
+                click.echo(f"- {line_id}: {label}, judged {got}: {text}")
+        failed = failed or not met
+    if check and failed:
+        sys.exit(1)
