@@ -264,3 +264,26 @@ def received_over_websocket(driver: WebDriver, until: str | None = None) -> str:
         if until is None or until in text or time.monotonic() > deadline:
             return text
         time.sleep(0.2)  # a retry interval, not synchronisation: the condition is polled
+
+
+def record_scenarios(names: list[str], folder: Path) -> dict[str, Path]:
+    """Each scenario played on the simulator, its received server events as a JSONL log."""
+    import asyncio
+
+    from voxledger.ingest.scenario_client import run_scenario
+    from voxledger.ingest.simulator import start_simulator
+
+    async def record() -> dict[str, Path]:
+        sim = await start_simulator(fast=True)
+        logs = {}
+        try:
+            for name in names:
+                result = await run_scenario(name, base_url=sim.url, api_key="x", record_events=True)
+                lines = [json.dumps(e, ensure_ascii=False) for e in result.events or []]
+                logs[name] = folder / f"{name}.jsonl"
+                logs[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
+        finally:
+            await sim.close()
+        return logs
+
+    return asyncio.run(record())

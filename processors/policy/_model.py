@@ -18,7 +18,8 @@ from voxledger.processors.policy.exceptions import PolicyError, PolicyFileError
 Severity = Literal["low", "medium", "high", "critical"]
 Action = Literal["fail", "needs_review"]
 LANGUAGES = ("en", "es", "fr", "de", "ja")
-PhraseSet = dict[Literal["en", "es", "fr", "de", "ja"], list[str]]
+Language = Literal["en", "es", "fr", "de", "ja"]
+PhraseSet = dict[Language, list[str]]
 _FLAGS = regex.IGNORECASE | regex.UNICODE
 
 
@@ -199,7 +200,7 @@ class Policy(_Strict):
 
     policy_version: str = Field(min_length=1)
     language_words: dict[Literal["en", "es", "fr", "de"], list[str]] = {}
-    agent_grammar: dict[Literal["en", "es", "fr", "de", "ja"], AgentGrammar] = {}
+    agent_grammar: dict[Language, AgentGrammar] = {}
     rules: Rules
     source: str = "default"  # where it came from (file paths), for reports
 

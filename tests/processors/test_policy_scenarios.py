@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
 
 import pytest
+from helpers import record_scenarios
 
-from voxledger.ingest.scenario_client import run_scenario
-from voxledger.ingest.simulator import start_simulator
 from voxledger.processors.policy import check_log, load_policy
 
 SCENARIOS = [
@@ -28,23 +25,7 @@ SCENARIOS = [
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> dict[str, Path]:
     """Each scenario's received server events as a JSONL log, recorded once for the module."""
-    folder = tmp_path_factory.mktemp("policy_scenarios")
-
-    async def record() -> dict[str, Path]:
-        sim = await start_simulator(fast=True)
-        logs = {}
-        try:
-            for name in SCENARIOS:
-                result = await run_scenario(name, base_url=sim.url, api_key="x", record_events=True)
-                path = folder / f"{name}.jsonl"
-                lines = [json.dumps(e, ensure_ascii=False) for e in result.events or []]
-                path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-                logs[name] = path
-        finally:
-            await sim.close()
-        return logs
-
-    return asyncio.run(record())
+    return record_scenarios(SCENARIOS, tmp_path_factory.mktemp("policy_scenarios"))
 
 
 @pytest.fixture(scope="module")

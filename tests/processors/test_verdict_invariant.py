@@ -4,15 +4,13 @@ scenario gets the outcome it declares."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import record_scenarios
 
-from voxledger.ingest.scenario_client import run_scenario
-from voxledger.ingest.simulator import load_scenario, scenario_names, start_simulator
+from voxledger.ingest.simulator import load_scenario, scenario_names
 from voxledger.processors.policy import check_log, load_policy
 from voxledger.processors.redaction import Redactor
 from voxledger.processors.redaction_cli import redact_command
@@ -24,23 +22,8 @@ EU_CALL = {"region": "eu", "upstream_host": "api.openai.com"}
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> dict[str, Path]:
-    """Every shipped scenario's server events as a JSONL log, recorded once for the module."""
-    folder = tmp_path_factory.mktemp("scenario_logs")
-
-    async def record() -> dict[str, Path]:
-        sim = await start_simulator(fast=True)
-        logs = {}
-        try:
-            for name in scenario_names():
-                result = await run_scenario(name, base_url=sim.url, api_key="x", record_events=True)
-                lines = [json.dumps(e, ensure_ascii=False) for e in result.events or []]
-                logs[name] = folder / f"{name}.jsonl"
-                logs[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
-        finally:
-            await sim.close()
-        return logs
-
-    return asyncio.run(record())
+    """Each scenario's received server events as a JSONL log, recorded once for the module."""
+    return record_scenarios(scenario_names(), tmp_path_factory.mktemp("scenario_logs"))
 
 
 def redacted_copy(path: Path, redactor: Redactor, tmp_path: Path) -> Path:
